@@ -1,0 +1,108 @@
+"""Saving and loading nextmm's own trained parts, in formats that never unpickle code.
+
+A trained-parts folder holds:
+    projectors.safetensors   input_projector.* and output_projectors.<modality>.*
+    adapter/                 the peft adapter: LoRA and the new-token rows (adapter_model.safetensors)
+    tokenizer/               the LLM tokenizer with nextmm's added tokens
+    config.yaml              the resolved model config
+The frozen parts (ImageBind, Vicuna, the diffusion decoders) load from their own formats elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import load_peft_weights
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nextmm.errors import ConfigError
+
+PROJECTORS_FILE = "projectors.safetensors"
+ADAPTER_DIR = "adapter"
+TOKENIZER_DIR = "tokenizer"
+CONFIG_FILE = "config.yaml"
+
+
+def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    state = {}
+    for prefix in ("input_projector", "output_projectors"):
+        for key, value in getattr(model, prefix).state_dict().items():
+            state[f"{prefix}.{key}"] = value.detach().contiguous().cpu()
+    return state
+
+
+def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
+    """Write the trained parts to ``folder`` atomically: a crash leaves the old folder or none."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(projector_state(model), staging / PROJECTORS_FILE)
+        model.llm.save_pretrained(staging / ADAPTER_DIR)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
+        config = OmegaConf.to_container(model.config, resolve=True)
+        config.pop("trained", None)
+        OmegaConf.save(OmegaConf.create(config), staging / CONFIG_FILE)
+        replace_dir(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, replacing it; the swap is two renames on one filesystem."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
+    """Load projectors and adapter from ``folder`` with a strict check of names and shapes."""
+    folder = Path(folder)
+    projectors, adapter = folder / PROJECTORS_FILE, folder / ADAPTER_DIR
+    for needed in (projectors, adapter / "adapter_model.safetensors"):
+        if not needed.is_file():
+            raise ConfigError(
+                f"trained parts not found: {needed} is missing (expected a folder written by nextmm with "
+                f"{PROJECTORS_FILE} and {ADAPTER_DIR}/; train one with stages/ or convert the official checkpoint)"
+            )
+    state = load_file(projectors)
+    check_state_dict(projector_state(model), state, str(projectors))
+    for prefix in ("input_projector", "output_projectors"):
+        getattr(model, prefix).load_state_dict(
+            {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == prefix}
+        )
+    weights = load_peft_weights(str(adapter), device="cpu")
+    expected = get_peft_model_state_dict(model.llm)
+    check_state_dict(expected, weights, str(adapter))
+    set_peft_model_state_dict(model.llm, weights)
+
+
+def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise a ConfigError naming the tensors that are missing, unexpected or of the wrong shape."""
+    problems = []
+    for key in expected.keys() - found.keys():
+        problems.append(f"missing {key} {tuple(expected[key].shape)}")
+    for key in found.keys() - expected.keys():
+        problems.append(f"unexpected {key} {tuple(found[key].shape)}")
+    for key in expected.keys() & found.keys():
+        if tuple(expected[key].shape) != tuple(found[key].shape):
+            problems.append(f"{key} has shape {tuple(found[key].shape)}, model expects {tuple(expected[key].shape)}")
+    if problems:
+        problems.sort()
+        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+        raise ConfigError(f"{source} does not fit this model: {shown}")

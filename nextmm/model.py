@@ -1,0 +1,234 @@
+"""NextMM: the NExT-GPT model as a composition of built parts.
+
+    media --ImageBindEncoder--> (B, 1024) --InputProjector--> one LLM token per medium
+    prompt tokens + media tokens --LLM (Vicuna + LoRA)--> text with signal tokens [IMG0..3] [AUD0..7] [VID0..23]
+    signal-token states --OutputProjector[modality]--> conditioning --Decoders[modality]--> image / audio / video
+
+The parts are built elsewhere and passed in; this file only wires them. What trains is decided in
+one place, `nextmm.trainable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from omegaconf import DictConfig
+from peft import PeftModel
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from nextmm.config import load_model_config, resolve_path
+from nextmm.conversation import Media, Segment, Text
+from nextmm.decoders import Decoders
+from nextmm.encoder import ImageBindEncoder
+from nextmm.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
+from nextmm.projectors import InputProjector, build_output_projectors
+from nextmm.signals import find_signal_spans
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+MEDIA_POSITION = -1  # token id recorded where a projected media token sits in the sequence
+
+
+@dataclass
+class EmbeddedBatch:
+    """Right-padded LLM inputs for a batch of segment lists."""
+
+    inputs_embeds: torch.Tensor  # (B, T, H)
+    attention_mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), IGNORE_INDEX where no loss
+    token_ids: torch.Tensor  # (B, T), MEDIA_POSITION at media tokens, pad id at padding
+
+
+class NextMM(nn.Module):
+    def __init__(
+        self,
+        config: DictConfig,
+        encoder: ImageBindEncoder,
+        input_projector: InputProjector,
+        llm: PeftModel,
+        tokenizer: PreTrainedTokenizerBase | None,
+        output_projectors: nn.ModuleDict,
+        decoders: Decoders,
+    ):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.input_projector = input_projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.output_projectors = output_projectors
+        self.decoders = decoders  # diffusers pipelines, loaded lazily; not submodules: never trained or saved here
+        if tokenizer is not None:
+            self.signal_ids = {
+                m: tokenizer.convert_tokens_to_ids(signal_tokens(m, config.signal_tokens[m])) for m in MODALITIES
+            }
+
+    # ----------------------------------------------------------------------------------------- build
+    @classmethod
+    def from_config(
+        cls,
+        config: str | Path | DictConfig = "tiny",
+        *,
+        overrides: Sequence[str] = (),
+        empty: bool = False,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        load_trained: bool = True,
+    ) -> "NextMM":
+        """Build every part from a model config (a name in conf/model, a checkpoint folder, or a config).
+
+        ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
+        """
+        cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
+        counts = cfg.signal_tokens
+        encoder = ImageBindEncoder.from_config(cfg.encoder, empty=empty)
+        decoders = Decoders(cfg.decoders, device=device, dtype=dtype, offload=cfg.get("offload_decoders", False))
+        if empty:
+            tokenizer = None
+            base_vocab = cfg.llm.architecture.vocab_size
+            new_ids = list(range(base_vocab, base_vocab + len(added_tokens(counts))))
+            vocab_size = new_ids[-1] + 1
+        else:
+            tokenizer = build_tokenizer(cfg.llm, counts)
+            new_ids = tokenizer.convert_tokens_to_ids(added_tokens(counts))
+            vocab_size = len(tokenizer)
+        llm = build_llm(cfg.llm, vocab_size, new_ids, empty=empty)
+        hidden = llm.config.hidden_size
+        shapes = {m: decoders.conditioning_shape(m) for m in MODALITIES}
+        with init_empty_weights() if empty else _seeded(cfg.get("seed", 0)):
+            input_projector = InputProjector(encoder.embed_dim, hidden, cfg.input_projector.kind)
+            output_projectors = build_output_projectors(cfg.output_projector, hidden, shapes)
+        model = cls(cfg, encoder, input_projector, llm, tokenizer, output_projectors, decoders)
+        trained = resolve_path(cfg.get("trained"))
+        if trained is not None and load_trained and not empty:
+            from nextmm.checkpoint import load_trained_parts
+
+            load_trained_parts(model, trained)
+        if not empty:
+            model.to(device=device, dtype=dtype)
+        model.eval()
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.input_projector.parameters()).device
+
+    @property
+    def hidden_size(self) -> int:
+        return self.llm.config.hidden_size
+
+    # ---------------------------------------------------------------------------------------- encode
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """LLM input embeddings, including the trained rows of nextmm's new tokens: (...,) -> (..., H)."""
+        return self.llm.get_input_embeddings()(ids)
+
+    def embed_media(self, modality: str, data: torch.Tensor) -> torch.Tensor:
+        """Preprocessed media (B, ...) -> one LLM token each, (B, 1, H)."""
+        features = self.encoder(modality, data.to(self.device, self.encoder_dtype))  # (B, D_enc)
+        return self.input_projector(features.to(self._dtype))
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        return next(self.encoder.parameters()).dtype
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.input_projector.parameters()).dtype
+
+    def embed_segments(self, batch: Sequence[Sequence[Segment]]) -> EmbeddedBatch:
+        """Turn segment lists into right-padded LLM inputs; media of one modality encode in one call.
+
+        Every sequence starts with BOS. Text marked ``train`` gets labels, all else IGNORE_INDEX.
+        """
+        media_tokens = self._embed_all_media(batch)
+        embeds, labels, ids = [], [], []
+        for sample, sample_media in zip(batch, media_tokens):
+            parts_ids = [torch.tensor([self.tokenizer.bos_token_id])]
+            parts_labels = [torch.tensor([IGNORE_INDEX])]
+            for segment in sample:
+                if isinstance(segment, Text):
+                    tokens = self.tokenizer(segment.text, add_special_tokens=False, return_tensors="pt").input_ids[0]
+                    parts_ids.append(tokens)
+                    parts_labels.append(tokens.clone() if segment.train else torch.full_like(tokens, IGNORE_INDEX))
+                else:
+                    start, end = self.tokenizer.convert_tokens_to_ids([MEDIA_START, MEDIA_END])
+                    parts_ids.append(torch.tensor([start, MEDIA_POSITION, end]))
+                    parts_labels.append(torch.full((3,), IGNORE_INDEX))
+            sample_ids = torch.cat(parts_ids).to(self.device)
+            sample_embeds = self.embed_tokens(sample_ids.clamp(min=0))  # (T, H)
+            media_positions = (sample_ids == MEDIA_POSITION).nonzero().flatten()
+            if len(media_positions):
+                sample_embeds = sample_embeds.index_put((media_positions,), sample_media)
+            embeds.append(sample_embeds)
+            labels.append(torch.cat(parts_labels).to(self.device))
+            ids.append(sample_ids)
+        return _pad_batch(embeds, labels, ids, self.tokenizer.pad_token_id)
+
+    def _embed_all_media(self, batch: Sequence[Sequence[Segment]]) -> list[torch.Tensor]:
+        """(n_media_i, H) per sample, encoding all media of one modality in a single batched call."""
+        found = [[s for s in sample if isinstance(s, Media)] for sample in batch]
+        out = [torch.empty(len(media), self.hidden_size, device=self.device, dtype=self._dtype) for media in found]
+        for modality in MODALITIES:
+            where = [(i, j) for i, media in enumerate(found) for j, m in enumerate(media) if m.modality == modality]
+            if not where:
+                continue
+            data = torch.stack([found[i][j].data for i, j in where])
+            tokens = self.embed_media(modality, data)[:, 0]  # (N, H)
+            for (i, j), token in zip(where, tokens):
+                out[i][j] = token
+        return out
+
+    # ---------------------------------------------------------------------------------------- decode
+    def signal_input_embeds(self, modality: str) -> torch.Tensor:
+        """Input embeddings of a modality's signal tokens, (N, H)."""
+        ids = torch.tensor(self.signal_ids[modality], device=self.device)
+        return self.embed_tokens(ids)
+
+    def project_signals(self, modality: str, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Signal-token last-layer states (B, N, H) -> decoder conditioning (B, *conditioning_shape)."""
+        input_embeds = self.signal_input_embeds(modality).unsqueeze(0).expand(hidden_states.shape[0], -1, -1)
+        return self.output_projectors[modality](hidden_states, input_embeds)
+
+    def signal_hidden_states(
+        self, token_ids: torch.Tensor, hidden_states: torch.Tensor
+    ) -> dict[str, tuple[list[int], torch.Tensor]]:
+        """Complete signal runs in a teacher-forced batch: modality -> (batch rows, states (n, N, H))."""
+        found: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
+        for row, ids in enumerate(token_ids.tolist()):
+            for span in find_signal_spans(ids, self.signal_ids):
+                if span.complete:
+                    rows, states = found.setdefault(span.modality, ([], []))
+                    rows.append(row)
+                    states.append(hidden_states[row, span.start : span.start + span.length])
+        return {m: (rows, torch.stack(states)) for m, (rows, states) in found.items()}
+
+
+def _pad_batch(embeds: list, labels: list, ids: list, pad_id: int) -> EmbeddedBatch:
+    length = max(e.shape[0] for e in embeds)
+    batch, hidden = len(embeds), embeds[0].shape[-1]
+    out_embeds = embeds[0].new_zeros(batch, length, hidden)
+    out_mask = torch.zeros(batch, length, dtype=torch.long, device=embeds[0].device)
+    out_labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long, device=embeds[0].device)
+    out_ids = torch.full((batch, length), pad_id, dtype=torch.long, device=embeds[0].device)
+    for row, (e, l, i) in enumerate(zip(embeds, labels, ids)):
+        out_embeds[row, : len(e)] = e
+        out_mask[row, : len(e)] = 1
+        out_labels[row, : len(l)] = l
+        out_ids[row, : len(i)] = i
+    return EmbeddedBatch(out_embeds, out_mask, out_labels, out_ids)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield

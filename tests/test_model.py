@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from nextmm.conversation import Media, Message, Text, prompt_segments
+from nextmm.llm import added_tokens
+from nextmm.modality import MODALITIES, signal_tokens
+from nextmm.model import IGNORE_INDEX, MEDIA_POSITION
+
+MEDIA_SHAPES = {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (15, 3, 2, 224, 224)}
+
+
+def media(modality, seed=0):
+    return Media(modality, torch.randn(MEDIA_SHAPES[modality], generator=torch.Generator().manual_seed(seed)))
+
+
+def test_added_tokens_are_single_tokens(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    for token in added_tokens(tiny_model.config.signal_tokens):
+        assert len(tokenizer(token, add_special_tokens=False).input_ids) == 1, token
+    assert tiny_model.llm.get_input_embeddings().weight.shape[0] == len(tokenizer)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_each_modality_becomes_one_llm_token(tiny_model, modality):
+    with torch.no_grad():
+        token = tiny_model.embed_media(modality, media(modality).data[None].repeat(2, *[1] * len(MEDIA_SHAPES[modality])))
+    assert token.shape == (2, 1, tiny_model.hidden_size)
+    assert torch.isfinite(token).all()
+
+
+def test_several_media_in_one_turn_keep_their_own_tokens(tiny_model):
+    segments = prompt_segments([Message("user", "compare", [media("image", 0), media("image", 1), media("audio")])])
+    with torch.no_grad():
+        batch = tiny_model.embed_segments([segments])
+        positions = (batch.token_ids[0] == MEDIA_POSITION).nonzero().flatten()
+        assert len(positions) == 3
+        tokens = batch.inputs_embeds[0, positions]
+        expected = torch.cat([tiny_model.embed_media("image", torch.stack([media("image", 0).data, media("image", 1).data]))[:, 0],
+                              tiny_model.embed_media("audio", media("audio").data[None])[:, 0]])
+    torch.testing.assert_close(tokens, expected)
+    assert not torch.allclose(tokens[0], tokens[1])
+
+
+def test_batch_padding_labels_and_bos(tiny_model):
+    short = [Text("hi ")]
+    long = [Text("a longer prompt "), Text("answer", train=True)]
+    with torch.no_grad():
+        batch = tiny_model.embed_segments([short, long])
+    tokenizer = tiny_model.tokenizer
+    assert batch.inputs_embeds.shape[:2] == batch.labels.shape == batch.attention_mask.shape
+    assert (batch.token_ids[:, 0] == tokenizer.bos_token_id).all()
+    n_short = 1 + len(tokenizer("hi ", add_special_tokens=False).input_ids)
+    assert batch.attention_mask[0].sum() == n_short
+    assert (batch.labels[0] == IGNORE_INDEX).all()
+    answer = tokenizer("answer", add_special_tokens=False).input_ids
+    assert batch.labels[1][batch.labels[1] != IGNORE_INDEX].tolist() == answer
+
+
+def test_llm_reads_projected_media_and_signal_states_reach_every_decoder(tiny_model):
+    answer = " ".join("".join(signal_tokens(m, tiny_model.config.signal_tokens[m])) for m in MODALITIES)
+    messages = [Message("user", "a surf vlog please", [media("video")]), Message("assistant", answer)]
+    with torch.no_grad():
+        batch = tiny_model.embed_segments([prompt_segments(messages, train_answers=True)])
+        out = tiny_model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                             labels=batch.labels, output_hidden_states=True)
+        assert torch.isfinite(out.loss)
+        states = tiny_model.signal_hidden_states(batch.token_ids, out.hidden_states[-1])
+        assert set(states) == set(MODALITIES)
+        for modality, (rows, hidden) in states.items():
+            assert rows == [0]
+            assert hidden.shape == (1, tiny_model.config.signal_tokens[modality], tiny_model.hidden_size)
+            conditioning = tiny_model.project_signals(modality, hidden)
+            assert conditioning.shape == (1, *tiny_model.decoders.conditioning_shape(modality))
+
+
+def test_decoders_render_projected_conditioning(tiny_model):
+    hidden = torch.randn(1, tiny_model.config.signal_tokens["image"], tiny_model.hidden_size)
+    with torch.no_grad():
+        conditioning = tiny_model.project_signals("image", hidden)
+    (image,) = tiny_model.decoders.render("image", conditioning, num_inference_steps=2, guidance_scale=1.0,
+                                          generator=torch.Generator().manual_seed(0), progress=False)
+    assert image.size[0] > 0 and image.mode == "RGB"
