@@ -187,6 +187,23 @@ class NextMM(nn.Module):
                 out[i][j] = token
         return out
 
+    # ------------------------------------------------------------------------------------------ chat
+    def chat(self, prompt: str, *, images=(), audios=(), videos=(), **settings):
+        """One turn from a fresh conversation: text plus the media the answer calls for (a Turn).
+
+        Media are paths or in-memory (PIL images, (waveform, rate), (frames, fps)); ``settings`` are
+        GenerationSettings fields such as max_new_tokens, seed or outputs=["image"].
+        """
+        from nextmm.generation import Conversation
+
+        return Conversation(self, **settings).say(prompt, images=images, audios=audios, videos=videos)
+
+    def conversation(self, **settings):
+        """A multi-turn conversation; earlier turns and their media stay in context."""
+        from nextmm.generation import Conversation
+
+        return Conversation(self, **settings)
+
     # ---------------------------------------------------------------------------------------- decode
     def signal_input_embeds(self, modality: str) -> torch.Tensor:
         """Input embeddings of a modality's signal tokens, (N, H)."""

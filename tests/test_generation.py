@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextmm.errors import UserError
+from nextmm.generation import SignalCompletion, _completion
+from nextmm.modality import MODALITIES
+
+FAST = {"max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
+
+
+def test_signal_completion_forces_the_run_and_bans_out_of_order_tokens(tiny_model):
+    ids = tiny_model.signal_ids
+    processor = SignalCompletion(ids, prompt_length=0)
+    vocab = len(tiny_model.tokenizer)
+    inside = processor(torch.tensor([[5, ids["image"][0]]]), torch.zeros(1, vocab))
+    assert inside.argmax().item() == ids["image"][1]
+    assert torch.isinf(inside).sum() == vocab - 1
+    outside = processor(torch.tensor([[5, 6]]), torch.zeros(1, vocab))
+    assert torch.isinf(outside[0, ids["video"][3]]) and not torch.isinf(outside[0, ids["video"][0]])
+
+
+def test_completion_finishes_a_cut_short_run_and_adds_requested_modalities(tiny_model):
+    ids = tiny_model.signal_ids
+    assert _completion(tiny_model, [7, *ids["audio"][:3]], None) == ids["audio"][3:]
+    assert _completion(tiny_model, [7, 8], ["video"]) == ids["video"]
+    assert _completion(tiny_model, [7, *ids["image"]], ["image"]) == []
+
+
+def test_requested_outputs_come_back_with_their_shapes(tiny_model):
+    turn = tiny_model.chat("surf vlog", outputs=list(MODALITIES), **FAST)
+    assert [m for m, _ in turn.outputs] == list(MODALITIES)
+    assert isinstance(turn.images[0], Image.Image)
+    assert turn.audios[0].dtype == np.float32 and turn.audios[0].ndim == 1
+    frames = turn.videos[0]
+    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3
+    assert "[" not in turn.text or "[IMG" not in turn.text
+    for token in ("[IMG0]", "[AUD0]", "[VID0]", "<Img>"):
+        assert token not in turn.text
+    assert {"encode", "llm", "decode_image", "decode_audio", "decode_video"} <= set(turn.timings_s)
+
+
+def test_same_seed_same_text_and_media(tiny_model):
+    a = tiny_model.chat("surf vlog", outputs=["image", "audio"], seed=3, **FAST)
+    b = tiny_model.chat("surf vlog", outputs=["image", "audio"], seed=3, **FAST)
+    assert a.text == b.text
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    assert np.array_equal(a.audios[0], b.audios[0])
+
+
+def test_sampling_depends_on_the_seed(tiny_model):
+    texts = {tiny_model.chat("surf", temperature=1.0, seed=s, max_new_tokens=8, progress=False).raw_text
+             for s in range(4)}
+    assert len(texts) > 1
+
+
+def test_conversation_keeps_history_and_media(tiny_model):
+    conversation = tiny_model.conversation(**FAST)
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+    conversation.say("what is this?", images=[image])
+    conversation.say("and now?", audios=[(np.zeros(16000, dtype=np.float32), 16000)])
+    roles = [m.role for m in conversation.messages]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert [m.modality for m in conversation.messages[0].media] == ["image"]
+    assert [m.modality for m in conversation.messages[2].media] == ["audio"]
+    conversation.reset()
+    assert conversation.messages == []
+
+
+def test_empty_prompt_without_media_is_a_user_error(tiny_model):
+    with pytest.raises(UserError, match="empty prompt"):
+        tiny_model.chat("   ", **FAST)
+
+
+def test_prompt_longer_than_the_context_is_a_user_error(tiny_model):
+    context = tiny_model.llm.config.max_position_embeddings
+    with pytest.raises(UserError, match=f"longer than the model's context of {context}"):
+        tiny_model.chat("x" * (context + 10), **FAST)
+
+
+def test_unknown_setting_is_rejected(tiny_model):
+    with pytest.raises(TypeError, match="unknown generation settings"):
+        tiny_model.chat("hi", max_tokens=3)
