@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,12 +59,24 @@ def run(config_name: str, task: Callable[[DictConfig], int | None], argv: Sequen
         print(OmegaConf.to_yaml(compose_config(config_name, [])))
         sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
     try:
         code = task(compose_config(config_name, argv))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
     sys.exit(code or 0)
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' notices (deprecations, resizing explanations) off a command's output."""
+    import diffusers
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    transformers.logging.set_verbosity_error()
+    diffusers.logging.set_verbosity_error()
 
 
 def _first_line(error: Exception) -> str:

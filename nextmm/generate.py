@@ -14,8 +14,9 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from nextmm import cli
-from nextmm.errors import ConfigError
-from nextmm.generation import Conversation
+from nextmm.errors import ConfigError, UserError
+from nextmm.generation import Conversation, to_media
+from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.outputs import write_turn
 
@@ -54,13 +55,19 @@ def main(cfg: DictConfig) -> None:
     settings["outputs"] = as_list(cfg.outputs) or None
     timings = {}
 
+    # Read the inputs first: a bad file fails in a second, before any model is built.
+    start = time.perf_counter()
+    media = {m: [to_media(m, path) for path in as_list(cfg[m])] for m in MODALITIES}
+    if not cfg.prompt.strip() and not any(media.values()):
+        raise UserError("empty prompt and no media: give prompt=..., or image=, audio= or video= to respond to")
+    timings["read_inputs"] = time.perf_counter() - start
+
     start = time.perf_counter()
     model = NextMM.from_config(cfg.model, device=device, dtype=dtype)
     timings["load"] = time.perf_counter() - start
 
     conversation = Conversation(model, progress=not cfg.quiet, **settings)
-    turn = conversation.say(cfg.prompt, images=as_list(cfg.image), audios=as_list(cfg.audio),
-                            videos=as_list(cfg.video))
+    turn = conversation.say(cfg.prompt, images=media["image"], audios=media["audio"], videos=media["video"])
     timings.update(turn.timings_s)
 
     result = write_turn(turn, output_dir, prompt=cfg.prompt, model=cfg.model.name, seed=cfg.seed, timings_s=timings)

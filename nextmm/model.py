@@ -76,7 +76,7 @@ class NextMM(nn.Module):
     @classmethod
     def from_config(
         cls,
-        config: str | Path | DictConfig = "tiny",
+        config: str | Path | DictConfig | None = None,
         *,
         overrides: Sequence[str] = (),
         empty: bool = False,
@@ -87,7 +87,12 @@ class NextMM(nn.Module):
         """Build every part from a model config (a name in conf/model, a checkpoint folder, or a config).
 
         ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
+        None means ``nextmm.DEFAULT_MODEL``.
         """
+        if config is None:
+            from nextmm import DEFAULT_MODEL
+
+            config = DEFAULT_MODEL
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
         counts = cfg.signal_tokens
         encoder = ImageBindEncoder.from_config(cfg.encoder, empty=empty)

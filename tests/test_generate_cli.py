@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from nextmm import cli
+from nextmm.generate import main
+
+FAST = ["max_new_tokens=6", "num_inference_steps=2", "quiet=true"]
+
+
+@pytest.fixture(scope="module")
+def surf_vlog(tmp_path_factory):
+    """The README's command, asked for every output modality, in a fresh process."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    command = [sys.executable, "-m", "nextmm.generate", "prompt=surf vlog", f"output_dir={out}",
+               "outputs=[image,audio,video]", *FAST]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_result_json_lists_the_files(surf_vlog):
+    out, result = surf_vlog
+    data = json.loads((out / "result.json").read_text())
+    assert set(data) == {"prompt", "text", "outputs", "model", "seed", "timings_s"}
+    assert data["prompt"] == "surf vlog" and data["model"] == "tiny" and data["seed"] == 0
+    assert [(o["modality"], o["path"]) for o in data["outputs"]] == [
+        ("image", "image_0.png"), ("audio", "audio_0.wav"), ("video", "video_0.mp4")]
+    assert {"load", "encode", "llm", "decode_image", "decode_audio", "decode_video", "write"} <= set(data["timings_s"])
+    printed = result.stdout.strip().splitlines()
+    assert printed[-1] == str(out / "result.json")
+    assert str(out / "video_0.mp4") in printed
+
+
+def test_media_files_open_in_ordinary_tools(surf_vlog):
+    out, _ = surf_vlog
+    with Image.open(out / "image_0.png") as image:
+        assert image.format == "PNG" and image.size[0] > 0
+    info = soundfile.info(out / "audio_0.wav")
+    assert info.samplerate == 16000 and info.frames > 0
+    frames = imageio_ffmpeg.read_frames(str(out / "video_0.mp4"))
+    meta = next(frames)
+    assert meta["codec"] == "h264" and meta["size"][0] % 2 == 0 and meta["size"][1] % 2 == 0
+    assert meta["audio_codec"] == "aac"  # the turn's audio is the vlog's soundtrack
+    assert sum(1 for _ in frames) >= 8
+    assert not list(out.glob(".*")), "no temporary files left behind"
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    for name in ("broken.png", "broken.wav", "broken.mp4"):
+        (folder / name).write_bytes(np.random.default_rng(0).bytes(2000))
+    (folder / "notes.txt").write_text("not media")
+    Image.new("RGB", (8, 8)).save(folder / "fine.png")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("image={dir}/missing.png", "not found"),
+        ("image={dir}/broken.png", "broken.png"),
+        ("audio={dir}/broken.wav", "broken.wav"),
+        ("video={dir}/broken.mp4", "broken.mp4"),
+        ("image={dir}/notes.txt", "notes.txt"),
+        ("prompt=", "empty prompt"),
+        ("prompt=" + "long " * 400, "longer than the model's context"),
+        ("bogus_key=1", "bad override"),
+        ("model=nope", "unknown model config"),
+        ("dtype=float8", "unknown dtype"),
+    ],
+    ids=["missing", "corrupt-image", "corrupt-audio", "corrupt-video", "extension", "empty", "too-long",
+         "unknown-override", "unknown-model", "bad-dtype"],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, capsys, override, message):
+    out = tmp_path / "out"
+    argv = ["prompt=hello", override.format(dir=bad_files), f"output_dir={out}", *FAST]
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("generate", main, argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_bad_input_from_a_fresh_process_has_no_traceback(bad_files, tmp_path):
+    command = [sys.executable, "-m", "nextmm.generate", "prompt=hi", f"image={bad_files}/broken.png",
+               f"output_dir={tmp_path / 'out'}", *FAST]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "broken.png" in lines[0], result.stderr
