@@ -47,6 +47,8 @@ def load_model_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
             f"unknown model config {name!r}: available are {', '.join(available_models())} "
             "(or give a checkpoint folder with config.yaml)"
         )
+    # The group file composed as the primary config lands under "model.", so its overrides do too.
+    overrides = [f"model.{o}" if not o.startswith(("model.", "+", "~")) else o for o in overrides]
     try:
         if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path has conf/
             cfg = compose(config_name=f"model/{name}", overrides=list(overrides))

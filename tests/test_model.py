@@ -80,3 +80,11 @@ def test_decoders_render_projected_conditioning(tiny_model):
     (image,) = tiny_model.decoders.render("image", conditioning, num_inference_steps=2, guidance_scale=1.0,
                                           generator=torch.Generator().manual_seed(0), progress=False)
     assert image.size[0] > 0 and image.mode == "RGB"
+
+
+def test_from_config_takes_overrides():
+    from nextmm.model import NextMM
+
+    model = NextMM.from_config("tiny", overrides=["llm.architecture.num_hidden_layers=1", "input_projector.kind=mlp"])
+    assert model.llm.config.num_hidden_layers == 1
+    assert len(model.input_projector.proj) == 3
