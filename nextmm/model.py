@@ -138,12 +138,8 @@ class NextMM(nn.Module):
 
     def embed_media(self, modality: str, data: torch.Tensor) -> torch.Tensor:
         """Preprocessed media (B, ...) -> one LLM token each, (B, 1, H)."""
-        features = self.encoder(modality, data.to(self.device, self.encoder_dtype))  # (B, D_enc)
+        features = self.encoder(modality, data)  # (B, D_enc); the encoder moves inputs to its device and dtype
         return self.input_projector(features.to(self._dtype))
-
-    @property
-    def encoder_dtype(self) -> torch.dtype:
-        return next(self.encoder.parameters()).dtype
 
     @property
     def _dtype(self) -> torch.dtype:
