@@ -25,7 +25,7 @@ COMMANDS = {"/image": "image", "/audio": "audio", "/video": "video"}
 
 def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
-    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device))
+    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
     output_dir = Path(cfg.output_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     settings = {key: cfg[key] for key in SETTINGS}
     settings["outputs"] = as_list(cfg.outputs) or None

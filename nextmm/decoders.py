@@ -185,6 +185,12 @@ class Decoders:
             self._pipelines[modality] = pipe
         return self._pipelines[modality]
 
+    def use(self, modality: str, pipeline: DiffusionPipeline) -> None:
+        """Use ``pipeline`` (built elsewhere, e.g. with random weights for a benchmark) for ``modality``."""
+        self._cfg(modality)
+        self._pipelines[modality] = pipeline
+        self._empty_negatives.pop(modality, None)
+
     def loaded(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self._pipelines)
 

@@ -63,7 +63,7 @@ def main(cfg: DictConfig) -> None:
     timings["read_inputs"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = NextMM.from_config(cfg.model, device=device, dtype=dtype)
+    model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
     timings["load"] = time.perf_counter() - start
 
     conversation = Conversation(model, progress=not cfg.quiet, **settings)

@@ -30,15 +30,18 @@ def added_tokens(signal_counts: Mapping[str, int]) -> list[str]:
     return tokens
 
 
-def character_tokenizer() -> LlamaTokenizer:
+def character_tokenizer(size: int | None = None) -> LlamaTokenizer:
     """A Llama tokenizer over single characters with byte fallback, built without any download.
 
-    Enough for tiny random models; real models load their own tokenizer folder.
+    Enough for tiny random models; real models load their own tokenizer folder. ``size`` pads the
+    vocabulary with unused tokens, so a random model of a real vocabulary size (32000) can be driven.
     """
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
     for char in "▁" + string.ascii_letters + string.digits + string.punctuation:
         vocab[char] = len(vocab)
+    for unused in range(len(vocab), size or 0):
+        vocab[f"<unused{unused}>"] = unused
     return LlamaTokenizer(vocab=vocab, merges=[], add_prefix_space=True)
 
 
@@ -53,7 +56,7 @@ def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTraine
             )
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:
-        tokenizer = character_tokenizer()
+        tokenizer = character_tokenizer(cfg.get("architecture", {}).get("vocab_size"))
     missing = [token for token in added_tokens(signal_counts) if token not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
+from accelerate import cpu_offload_with_hook, init_empty_weights
 from omegaconf import DictConfig
 from peft import PeftModel
 from torch import nn
@@ -67,6 +67,7 @@ class NextMM(nn.Module):
         self.tokenizer = tokenizer
         self.output_projectors = output_projectors
         self.decoders = decoders  # diffusers pipelines, loaded lazily; not submodules: never trained or saved here
+        self._encoder_offload = None  # accelerate hook that moves ImageBind to the GPU only while it runs
         if tokenizer is not None:
             self.signal_ids = {
                 m: tokenizer.convert_tokens_to_ids(signal_tokens(m, config.signal_tokens[m])) for m in MODALITIES
@@ -83,11 +84,14 @@ class NextMM(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         load_trained: bool = True,
+        offload: bool = False,
     ) -> "NextMM":
         """Build every part from a model config (a name in conf/model, a checkpoint folder, or a config).
 
         ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
-        None means ``nextmm.DEFAULT_MODEL``.
+        None means ``nextmm.DEFAULT_MODEL``. ``offload=True`` (for CUDA) keeps ImageBind and the diffusion
+        decoders in CPU memory and moves each to the GPU only while it runs (accelerate hooks), so the GPU
+        holds the LLM plus one other part at a time.
         """
         if config is None:
             from nextmm import DEFAULT_MODEL
@@ -96,7 +100,7 @@ class NextMM(nn.Module):
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
         counts = cfg.signal_tokens
         encoder = ImageBindEncoder.from_config(cfg.encoder, empty=empty)
-        decoders = Decoders(cfg.decoders, device=device, dtype=dtype, offload=cfg.get("offload_decoders", False))
+        decoders = Decoders(cfg.decoders, device=device, dtype=dtype, offload=offload)
         if empty:
             tokenizer = None
             base_vocab = cfg.llm.architecture.vocab_size
@@ -119,7 +123,13 @@ class NextMM(nn.Module):
 
             load_trained_parts(model, trained)
         if not empty:
-            model.to(device=device, dtype=dtype)
+            model.to(dtype=dtype)
+            for name, part in model.named_children():
+                if not (offload and name == "encoder"):
+                    part.to(device)
+            if offload and torch.device(device).type == "cuda":
+                model.encoder.to("cpu")  # it may have been built on the GPU
+                _, model._encoder_offload = cpu_offload_with_hook(model.encoder, execution_device=device)
         model.eval()
         return model
 
@@ -139,7 +149,9 @@ class NextMM(nn.Module):
     def embed_media(self, modality: str, data: torch.Tensor) -> torch.Tensor:
         """Preprocessed media (B, ...) -> one LLM token each, (B, 1, H)."""
         features = self.encoder(modality, data)  # (B, D_enc); the encoder moves inputs to its device and dtype
-        return self.input_projector(features.to(self._dtype))
+        if self._encoder_offload is not None:
+            self._encoder_offload.offload()  # ImageBind back to CPU memory until the next media come in
+        return self.input_projector(features.to(device=self.device, dtype=self._dtype))
 
     @property
     def _dtype(self) -> torch.dtype:
