@@ -79,15 +79,15 @@ class SignalCompletion(LogitsProcessor):
     token out of order is never sampled. Generated runs are therefore complete unless the token budget
     ends inside one (the caller completes those)."""
 
-    def __init__(self, signal_ids: dict[str, list[int]], prompt_length: int):
+    def __init__(self, signal_ids: dict[str, list[int]]):
         self.signal_ids = signal_ids
-        self.prompt_length = prompt_length  # input_ids hold only new tokens when generating from embeddings
+        self.window = max(len(ids) for ids in signal_ids.values())  # an open run started within this many tokens
         self.banned = torch.tensor([i for ids in signal_ids.values() for i in ids[1:]])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores[:, self.banned.to(scores.device)] = -float("inf")
         for row, ids in enumerate(input_ids.tolist()):
-            forced = next_signal_token(ids[-max(len(v) for v in self.signal_ids.values()) :], self.signal_ids)
+            forced = next_signal_token(ids[-self.window :], self.signal_ids)
             if forced is not None:
                 scores[row] = -float("inf")
                 scores[row, forced] = 0.0
@@ -147,7 +147,7 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
             do_sample=settings.temperature > 0,
             temperature=settings.temperature if settings.temperature > 0 else None,
             top_p=settings.top_p if settings.temperature > 0 else None,
-            logits_processor=LogitsProcessorList([SignalCompletion(model.signal_ids, prompt_length), _Progress(bar)]),
+            logits_processor=LogitsProcessorList([SignalCompletion(model.signal_ids), _Progress(bar)]),
             stop_strings=[TURN_END.strip()],
             tokenizer=model.tokenizer,
             pad_token_id=model.tokenizer.pad_token_id,
