@@ -5,6 +5,9 @@ A trained-parts folder holds:
     adapter/                 the peft adapter: LoRA and the new-token rows (adapter_model.safetensors)
     tokenizer/               the LLM tokenizer with nextmm's added tokens
     config.yaml              the resolved model config
+    embeddings.safetensors   optional: the full input-embedding and LM-head matrices, embed_tokens.weight and
+                             lm_head.weight (V, H), for checkpoints whose whole matrices were trained (the official
+                             NExT-GPT release, see nextmm.convert); they replace the base LLM's matrices
 The frozen parts (ImageBind, Vicuna, the diffusion decoders) load from their own formats elsewhere.
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.utils import load_peft_weights
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -29,6 +33,7 @@ PROJECTORS_FILE = "projectors.safetensors"
 ADAPTER_DIR = "adapter"
 TOKENIZER_DIR = "tokenizer"
 CONFIG_FILE = "config.yaml"
+EMBEDDINGS_FILE = "embeddings.safetensors"
 
 
 def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -46,6 +51,9 @@ def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file(projector_state(model), staging / PROJECTORS_FILE)
+        if getattr(model, "trained_embeddings", False):  # loaded from a folder with full matrices: keep them
+            weights = embedding_weights(model.llm)
+            save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, staging / EMBEDDINGS_FILE)
         model.llm.save_pretrained(staging / ADAPTER_DIR)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
@@ -71,7 +79,9 @@ def replace_dir(source: Path, target: Path) -> None:
 
 
 def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
-    """Load projectors and adapter from ``folder`` with a strict check of names and shapes."""
+    """Load projectors, full embeddings (when the folder has them) and adapter from ``folder``, with a
+    strict check of names and shapes. Applying embeddings sets ``model.trained_embeddings = True``, so
+    that ``save_trained_parts`` writes them back."""
     folder = Path(folder)
     projectors, adapter = folder / PROJECTORS_FILE, folder / ADAPTER_DIR
     for needed in (projectors, adapter / "adapter_model.safetensors"):
@@ -86,10 +96,53 @@ def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
         getattr(model, prefix).load_state_dict(
             {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == prefix}
         )
+    if (folder / EMBEDDINGS_FILE).is_file():
+        load_embeddings(model, folder / EMBEDDINGS_FILE)
     weights = load_peft_weights(str(adapter), device="cpu")
     expected = get_peft_model_state_dict(model.llm)
     check_state_dict(expected, weights, str(adapter))
     set_peft_model_state_dict(model.llm, weights)
+
+
+def embedding_weights(llm: nn.Module) -> dict[str, torch.Tensor]:
+    """The LLM's full input-embedding and LM-head matrices, (V, H) each, beneath peft's token wrappers
+    (``token_adapter.base_layer.weight``): ``embed_tokens.weight`` and, unless tied, ``lm_head.weight``."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    layers = {"embed_tokens.weight": base.get_input_embeddings()}
+    if not base.config.tie_word_embeddings:
+        layers["lm_head.weight"] = base.get_output_embeddings()
+    return {name: _innermost(layer).weight for name, layer in layers.items()}
+
+
+def load_embeddings(model: nn.Module, path: str | Path) -> None:
+    """Copy ``embeddings.safetensors`` into the base embedding and LM-head matrices, after a shape check.
+
+    peft's token layers keep a copy of the new tokens' original rows (used to unmerge); it is refreshed so
+    that it matches the new base matrices. The new tokens' trained rows still come from the adapter.
+    """
+    state = load_file(path)
+    weights = embedding_weights(model.llm)
+    check_state_dict(weights, state, str(path))
+    with torch.no_grad():
+        for name, weight in weights.items():
+            weight.copy_(state[name])
+        for module in model.llm.modules():
+            if isinstance(module, TrainableTokensLayer) and module.tied_adapter is None:
+                base = module.get_base_layer().weight
+                for adapter, rows in module.token_indices.items():
+                    module.trainable_tokens_original[adapter] = base[rows].detach().clone()
+    model.trained_embeddings = True
+
+
+def _innermost(module: nn.Module) -> nn.Module:
+    """The plain layer beneath peft's wrappers (TrainableTokensWrapper -> token_adapter -> base_layer)."""
+    while True:
+        if hasattr(module, "token_adapter"):
+            module = module.token_adapter
+        elif hasattr(module, "base_layer"):
+            module = module.base_layer
+        else:
+            return module
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:

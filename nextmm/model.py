@@ -31,6 +31,7 @@ from nextmm.llm import added_tokens, build_llm, build_tokenizer
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
 from nextmm.projectors import InputProjector, build_output_projectors
 from nextmm.signals import find_signal_spans
+from nextmm.weights import check_weights
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class NextMM(nn.Module):
         self.tokenizer = tokenizer
         self.output_projectors = output_projectors
         self.decoders = decoders  # diffusers pipelines, loaded lazily; not submodules: never trained or saved here
+        self.trained_embeddings = False  # set when trained parts replaced the whole embedding matrices
         self._encoder_offload = None  # accelerate hook that moves ImageBind to the GPU only while it runs
         if tokenizer is not None:
             self.signal_ids = {
@@ -98,6 +100,8 @@ class NextMM(nn.Module):
 
             config = DEFAULT_MODEL
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
+        if not empty:
+            check_weights(cfg, trained=load_trained)  # one message naming every missing weights path
         counts = cfg.signal_tokens
         encoder = ImageBindEncoder.from_config(cfg.encoder, empty=empty)
         decoders = Decoders(cfg.decoders, device=device, dtype=dtype, offload=offload)
