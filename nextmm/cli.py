@@ -50,12 +50,21 @@ def compose_config(config_name: str, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def run(config_name: str, task: Callable[[DictConfig], int | None], argv: Sequence[str] | None = None) -> None:
-    """Compose the config, run ``task(cfg)``, exit. User errors: one line on stderr, exit code 2."""
+def run(
+    config_name: str,
+    task: Callable[[DictConfig], int | None],
+    argv: Sequence[str] | None = None,
+    *,
+    command: str | None = None,
+) -> None:
+    """Compose the config, run ``task(cfg)``, exit. User errors: one line on stderr, exit code 2.
+
+    ``command`` is how the user starts it, for --help (default ``python -m nextmm.<config_name>``).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        command = Path(sys.argv[0]).stem if config_name == "" else config_name
-        print(f"usage: python -m nextmm.{command} [key=value ...]\n\nconfig (conf/{config_name}.yaml):")
+        command = command or f"python -m nextmm.{config_name}"
+        print(f"usage: {command} [key=value ...]\n\nconfig (conf/{config_name}.yaml):")
         print(OmegaConf.to_yaml(compose_config(config_name, [])))
         sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -40,6 +40,7 @@ from accelerate import init_empty_weights
 from diffusers import DiffusionPipeline, ModelMixin, SchedulerMixin
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES, check_modality
 from nextmm.offline_tokenizers import build_tokenizer
@@ -111,7 +112,7 @@ def build_pipeline(
     classes accept meta modules in their constructors).
     """
     cls = pipeline_class(modality)
-    path = cfg.get("path")
+    path = resolve_path(cfg.get("path"))
     if path is not None and not empty:
         check_pipeline_folder(path)
         logger.info("loading %s decoder %s from %s", modality, cls.__name__, path)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.modality import check_modality
 
@@ -101,7 +102,7 @@ class ImageBindEncoder(nn.Module):
                 model = imagebind_model.ImageBindModel(**kwargs)
 
         if checkpoint is not None and not empty:
-            load_checkpoint(model, os.fspath(checkpoint))
+            load_checkpoint(model, os.fspath(resolve_path(checkpoint)))
         return cls(model)
 
     def train(self, mode: bool = True) -> "ImageBindEncoder":

@@ -16,6 +16,7 @@ from accelerate import init_empty_weights
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaTokenizer, PreTrainedTokenizerBase
 
+from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
 
@@ -47,7 +48,7 @@ def character_tokenizer(size: int | None = None) -> LlamaTokenizer:
 
 def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTrainedTokenizerBase:
     """The LLM tokenizer (from ``cfg.tokenizer`` folder, or offline characters) plus nextmm's tokens."""
-    path = cfg.get("tokenizer")
+    path = resolve_path(cfg.get("tokenizer"))
     if path:
         if not Path(path).is_dir():
             raise ConfigError(
@@ -76,19 +77,20 @@ def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, 
         with init_empty_weights():
             model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
             return _adapt(model, cfg, vocab_size, trainable_token_ids)
-    path = cfg.get("path")
-    if path:
-        if not (Path(path) / "config.json").is_file():
-            raise ConfigError(
-                f"LLM weights not found: {path} (expected a transformers folder with config.json and "
-                "*.safetensors; see the README's 'real weights' section)"
-            )
-        model = LlamaForCausalLM.from_pretrained(path)
-    else:
-        with torch.random.fork_rng():
-            torch.manual_seed(cfg.get("seed", 0))
+    path = resolve_path(cfg.get("path"))
+    if path and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"LLM weights not found: {path} (expected a transformers folder with config.json and "
+            "*.safetensors; see docs/real_weights.md)"
+        )
+    # Seeded throughout: random weights, new embedding rows and LoRA's initialisation alike.
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.get("seed", 0))
+        if path:
+            model = LlamaForCausalLM.from_pretrained(path)
+        else:
             model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
-    return _adapt(model, cfg, vocab_size, trainable_token_ids)
+        return _adapt(model, cfg, vocab_size, trainable_token_ids)
 
 
 def _adapt(model: LlamaForCausalLM, cfg: Mapping, vocab_size: int, token_ids: list[int]) -> PeftModel:

@@ -1,7 +1,13 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from nextmm.model import NextMM
+
+# The stage recipes import their shared loop as scripts do: from their own folder.
+sys.path.insert(0, str(Path(__file__).parents[1] / "stages"))
 
 
 @pytest.fixture(scope="session")
@@ -9,3 +15,12 @@ def tiny_model() -> NextMM:
     """The tiny random model, built once; tests that change it must build their own."""
     torch.manual_seed(0)
     return NextMM.from_config("tiny")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny tensors run fastest on one thread, and two threads on a busy 2-core machine crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

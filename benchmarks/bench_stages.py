@@ -1,0 +1,93 @@
+"""Training throughput of the three stages on the tiny model, and the gain from precomputed alignment targets.
+
+    python benchmarks/bench_stages.py [--steps 60] [--batch-size 4] [--workers 1] [--threads 1] [--rounds 3]
+
+Runs each recipe in this process on generated fixture data (tests/fixtures/data_fixtures.py; media are
+read and preprocessed for ImageBind in `--workers` DataLoader processes), then the decoder side twice more:
+with alignment targets encoded on the fly by the decoders' text encoders, and with targets precomputed by
+nextmm.precompute, alternating, a few rounds. Throughput counts the steps after the first few (warm-up).
+Prints Markdown tables for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nextmm import precompute
+from nextmm.cli import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+WARMUP_STEPS = 3
+
+
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(stage: str, data_root: Path, out: Path, args, *extra: str) -> dict:
+    """Train ``stage`` for args.steps; samples/s and tokens/s over the steps after the warm-up."""
+    recipe = load(ROOT / "stages" / f"{stage}.py", f"stages_{stage}")
+    cfg = compose_config(f"stage/{stage}", [
+        f"data.root={data_root}", f"output_dir={out}", f"train.max_steps={args.steps}",
+        f"train.batch_size={args.batch_size}", f"data.num_workers={args.workers}", "logging.every=1000",
+        f"checkpoint.every={args.steps}", *extra,
+    ])
+    history = recipe.train(cfg)["history"][WARMUP_STEPS:]
+    seconds = sum(args.batch_size / m["samples_per_s"] for m in history)  # no sample is bad in the fixtures
+    tokens = sum(m["tokens_per_s"] * args.batch_size / m["samples_per_s"] for m in history)
+    return {"samples_per_s": args.batch_size * len(history) / seconds, "tokens_per_s": tokens / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader processes preprocessing media")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating on-the-fly / precomputed decoder-side runs")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    fixtures = load(ROOT / "tests" / "fixtures" / "data_fixtures.py", "data_fixtures")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = fixtures.make_fixture_data(tmp / "data")
+        rows = {
+            "encoder_side (pairs: image, video, audio in)": run("encoder_side", data, tmp / "enc", args),
+            "decoder_side (pairs: image, video, audio out)": run("decoder_side", data, tmp / "dec", args),
+            "modality_switching (all five instruction sets)": run("modality_switching", data, tmp / "ms", args),
+        }
+        started = time.perf_counter()
+        precompute.main(compose_config("precompute", [f"data.root={data}", f"output={tmp / 'targets'}"]))
+        precompute_seconds = time.perf_counter() - started
+        ratios = []  # alternating runs, so that a change in the machine's load hits both sides alike
+        for round_ in range(args.rounds):
+            on_the_fly = run("decoder_side", data, tmp / f"fly{round_}", args)["samples_per_s"]
+            ahead = run("decoder_side", data, tmp / f"pre{round_}", args, f"targets={tmp / 'targets'}")["samples_per_s"]
+            ratios.append((on_the_fly, ahead))
+
+    print(f"\n{args.steps} steps, batch {args.batch_size}, {args.workers} DataLoader worker(s), "
+          f"{args.threads} torch thread(s); throughput over the steps after {WARMUP_STEPS} warm-up steps\n")
+    print("| stage | samples/s | tokens/s |\n|---|---:|---:|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:.0f} |")
+    print("\n| decoder side | targets on the fly, samples/s | precomputed, samples/s | ratio |\n|---|---:|---:|---:|")
+    for round_, (on_the_fly, ahead) in enumerate(ratios, 1):
+        print(f"| round {round_} | {on_the_fly:.1f} | {ahead:.1f} | {ahead / on_the_fly:.2f}x |")
+    median = statistics.median(ahead / on_the_fly for on_the_fly, ahead in ratios)
+    print(f"\nmedian ratio {median:.2f}x; precomputing the fixture captions took {precompute_seconds:.1f} s")
+
+if __name__ == "__main__":
+    main()

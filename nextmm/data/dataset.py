@@ -1,0 +1,218 @@
+"""Training samples: records become prompt segments with preprocessed media, in DataLoader workers.
+
+A sample is a conversation in NExT-GPT's prompt format (nextmm.conversation) whose assistant answers are
+the loss targets. Where an answer produces a medium, its signal tokens stand in the text and an `Output`
+carries what they are aligned to (the caption, its precomputed target if any, target media if asked).
+
+ImageBind preprocessing (`load_media`) runs in ``__getitem__``, so it happens in the DataLoader's worker
+processes and never in the training forward. A sample that cannot be used (missing or corrupt file,
+empty caption, too many tokens) comes back as `Skipped` with the reason; `collate` keeps those apart so
+the training loop can count them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from nextmm.config import resolve_path
+from nextmm.conversation import Media, Message, Segment, Text, prompt_segments
+from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
+from nextmm.data.records import PLACEHOLDER, Record, Source, read_source
+from nextmm.data.targets import AlignmentTargets
+from nextmm.errors import ConfigError, MediaError
+from nextmm.modality import MODALITIES, signal_tokens
+from nextmm.preprocess import load_media
+
+MEDIA_TOKENS = 3  # <Img> [media] </Img>
+
+
+@dataclass
+class Output:
+    """A medium an answer produces: its signal tokens' projection is aligned to ``caption``'s conditioning."""
+
+    modality: str
+    caption: str
+    target: torch.Tensor | None = None  # precomputed text-encoder conditioning (*conditioning_shape)
+    media: torch.Tensor | None = None  # target media for the denoising loss, see nextmm.data.decoder_media
+
+
+@dataclass
+class Example:
+    segments: list[Segment]
+    outputs: list[Output]  # in the order their signal tokens appear
+    num_tokens: int
+
+
+@dataclass
+class Skipped:
+    origin: str
+    reason: str
+
+
+@dataclass
+class Batch:
+    """A collated batch; samples may mix modalities freely."""
+
+    segments: list[list[Segment]]
+    outputs: list[list[Output]]
+    num_tokens: int  # LLM tokens in the batch, padding excluded
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+
+def collate(items: Sequence[Example | Skipped]) -> Batch:
+    examples = [item for item in items if isinstance(item, Example)]
+    return Batch(
+        segments=[e.segments for e in examples],
+        outputs=[e.outputs for e in examples],
+        num_tokens=sum(e.num_tokens for e in examples),
+        skipped=[item for item in items if isinstance(item, Skipped)],
+    )
+
+
+class BadSample(ValueError):
+    """A sample to skip; the message is the reason."""
+
+
+class ConversationDataset(Dataset):
+    """Records -> `Example` (or `Skipped`). Media load here, so in the DataLoader workers."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        signal_counts: Mapping[str, int],
+        max_length: int,
+        targets: AlignmentTargets | None = None,
+        decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
+    ):
+        self.records = list(records)
+        self.tokenizer = tokenizer
+        self.signals = {m: "".join(signal_tokens(m, signal_counts[m])) for m in MODALITIES}
+        self.max_length = max_length
+        self.targets = targets
+        self.decoder_media = dict(decoder_media or {})  # modality -> spec: load target media for these
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Example | Skipped:
+        record = self.records[index]
+        try:
+            return self.example(record)
+        except (BadSample, MediaError) as error:
+            return Skipped(record.origin, str(error))
+
+    def example(self, record: Record) -> Example:
+        # 1. the record itself: readable, non-empty answers
+        if record.problem:
+            raise BadSample(record.problem)
+        for turn in record.turns:
+            if turn.role == "assistant" and not PLACEHOLDER.sub("", turn.text).strip() and not turn.outputs:
+                raise BadSample("empty answer")
+
+        # 2. length, from the text alone, before any file is opened
+        texts = [PLACEHOLDER.sub(lambda m: self.signals[m.group(1)], t.text) for t in record.turns]
+        messages = [Message(t.role, text, [Media(r.modality, torch.empty(0)) for r in t.inputs])
+                    for t, text in zip(record.turns, texts)]
+        num_tokens = self._count_tokens(prompt_segments(messages, train_answers=True))
+        if num_tokens > self.max_length:
+            raise BadSample(f"too long: {num_tokens} tokens > data.max_length={self.max_length}")
+
+        # 3. media: ImageBind inputs, then what the outputs align to
+        for message, turn in zip(messages, record.turns):
+            message.media = [Media(r.modality, load_media(r.modality, r.path)) for r in turn.inputs]
+        outputs = []
+        for ref in (ref for turn in record.turns for ref in turn.outputs):
+            output = Output(ref.modality, ref.caption)
+            if self.targets is not None:
+                output.target = self.targets.get(ref.modality, ref.caption)
+            if ref.modality in self.decoder_media and ref.path is not None:
+                output.media = load_decoder_media(self.decoder_media[ref.modality], ref.path)
+            outputs.append(output)
+        return Example(prompt_segments(messages, train_answers=True), outputs, num_tokens)
+
+    def _count_tokens(self, segments: Sequence[Segment]) -> int:
+        """Exactly what NextMM.embed_segments will make of these segments: BOS, text tokens, 3 per medium."""
+        count = 1
+        for segment in segments:
+            if isinstance(segment, Text):
+                count += len(self.tokenizer(segment.text, add_special_tokens=False).input_ids)
+            else:
+                count += MEDIA_TOKENS
+        return count
+
+    def output_captions(self) -> set[tuple[str, str]]:
+        """Every (modality, caption) an answer produces: what precomputed targets must cover."""
+        return {(ref.modality, ref.caption) for r in self.records for t in r.turns for ref in t.outputs}
+
+
+def read_sources(data_cfg: Mapping, *, pairs: str, pair_prompt: str) -> list[Record]:
+    """All records of a data config's ``sources``; paths are relative to ``data.root``, media names to their
+    source's ``media`` folder (one, or one per modality; ``data.root`` where none is given)."""
+    try:
+        pair_prompt.format(modality="image", caption="")
+    except (KeyError, IndexError, ValueError) as error:
+        message = f"pair_prompt {pair_prompt!r} may only use {{modality}} and {{caption}} ({error!r})"
+        raise ConfigError(message) from None
+    root = resolve_path(data_cfg.get("root") or ".")
+    records = []
+    for spec in data_cfg["sources"]:
+        media = spec.get("media")
+        folders = media if isinstance(media, Mapping) else dict.fromkeys(MODALITIES, media)
+        source = Source(
+            format=spec["format"],
+            annotations=root / spec["annotations"],
+            media={m: root / folders[m] if folders.get(m) else root for m in MODALITIES},
+        )
+        records.extend(read_source(source, pairs=pairs, pair_prompt=pair_prompt))
+    if not records:
+        raise ConfigError("the data config lists no records (data.sources is empty or its files are)")
+    return records
+
+
+def build_dataset(
+    data_cfg: Mapping,
+    *,
+    tokenizer: PreTrainedTokenizerBase,
+    signal_counts: Mapping[str, int],
+    pairs: str,
+    pair_prompt: str,
+    targets: str | Path | None = None,
+    decoders_cfg: Mapping | None = None,
+    decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
+) -> ConversationDataset:
+    """The dataset of a data config (conf/data/<name>.yaml, plus the stage's ``data.max_length``).
+
+    ``targets``: a folder from nextmm.precompute; it must cover every output caption (checked here, once).
+    """
+    records = read_sources(data_cfg, pairs=pairs, pair_prompt=pair_prompt)
+    store = None
+    if targets is not None:
+        store = AlignmentTargets(resolve_path(targets), decoders_cfg or {})
+    dataset = ConversationDataset(
+        records,
+        tokenizer=tokenizer,
+        signal_counts=signal_counts,
+        max_length=int(data_cfg["max_length"]),
+        targets=store,
+        decoder_media=decoder_media,
+    )
+    if store is not None:
+        missing = store.missing(sorted(dataset.output_captions()))
+        if missing:
+            modality, caption = missing[0]
+            raise ConfigError(
+                f"{len(missing)} output captions have no precomputed target in {targets} (first: {modality} "
+                f"{caption[:60]!r}); rerun python -m nextmm.precompute with this data"
+            )
+    return dataset

@@ -1,0 +1,46 @@
+"""Stage 1, encoder-side alignment: the input projector learns to hand the LLM media it can caption.
+
+    python stages/encoder_side.py model=tiny data=pairs output_dir=runs/encoder_side train.max_steps=1000
+    accelerate launch --multi_gpu --num_processes 2 stages/encoder_side.py model=nextgpt_7b output_dir=runs/encoder_side
+
+Each X-caption pair becomes "### Human: <Img>[medium]</Img> Describe this image briefly.\\n### Assistant:
+<caption>\\n###" and the loss is the NLL of the caption. Only the input projector trains
+(conf/stage/encoder_side.yaml). The trained parts end in <output_dir>/final, the next stage's init_from.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from loop import train_stage
+from nextmm import cli
+from nextmm.data import build_dataset
+from nextmm.losses import StageLoss
+
+STAGE = "encoder_side"
+
+
+def dataset_for(cfg: DictConfig, model):
+    """Each pair asks about its medium; the caption is the answer."""
+    return build_dataset(
+        cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+        pairs="comprehension", pair_prompt=cfg.pair_prompt,
+    )
+
+
+def loss_for(cfg: DictConfig, model) -> StageLoss:
+    """The NLL of the caption."""
+    return StageLoss(model)
+
+
+def train(cfg: DictConfig) -> dict:
+    return train_stage(cfg, STAGE, dataset_for=lambda model: dataset_for(cfg, model),
+                       loss_for=lambda model: loss_for(cfg, model))
+
+
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    cli.run(f"stage/{STAGE}", main, command=f"python stages/{STAGE}.py")

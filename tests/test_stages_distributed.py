@@ -1,0 +1,39 @@
+"""A stage under `accelerate launch` with two CPU processes: DDP over gloo, from a fresh clone's command line."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.data_fixtures import make_fixture_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_encoder_side_runs_with_two_processes(tmp_path):
+    data = make_fixture_data(tmp_path / "data")
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        "stages/encoder_side.py", "data=pairs", f"data.root={data}", f"output_dir={out}",
+        "train.max_steps=2", "train.batch_size=2", "data.num_workers=0", "logging.every=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es) on cpu" in done.stderr and "MULTI_CPU" in done.stderr
+    assert "no bad samples among 8" in done.stderr  # 2 processes x 2 steps x 2 samples, disjoint shards
+    checkpoint = out / "checkpoints" / "step-00000002"
+    assert (checkpoint / "rng-0.pt").is_file() and (checkpoint / "rng-1.pt").is_file()
+    assert (out / "final" / "projectors.safetensors").is_file()
