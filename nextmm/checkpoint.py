@@ -54,7 +54,9 @@ def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
         if getattr(model, "trained_embeddings", False):  # loaded from a folder with full matrices: keep them
             weights = embedding_weights(model.llm)
             save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, staging / EMBEDDINGS_FILE)
-        model.llm.save_pretrained(staging / ADAPTER_DIR)
+        # Not the whole embedding matrices even when the base was resized: the new rows are in the adapter's
+        # token deltas, and whole trained matrices in embeddings.safetensors.
+        model.llm.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
         config = OmegaConf.to_container(model.config, resolve=True)
@@ -99,7 +101,7 @@ def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
     if (folder / EMBEDDINGS_FILE).is_file():
         load_embeddings(model, folder / EMBEDDINGS_FILE)
     weights = load_peft_weights(str(adapter), device="cpu")
-    expected = get_peft_model_state_dict(model.llm)
+    expected = get_peft_model_state_dict(model.llm, save_embedding_layers=False)
     check_state_dict(expected, weights, str(adapter))
     set_peft_model_state_dict(model.llm, weights)
 

@@ -137,7 +137,7 @@ def expected_tensors(cfg: Mapping, vocab_size: int, token_ids: Sequence[int]) ->
         output_projectors = build_output_projectors(cfg["output_projector"], hidden, shapes)
     projectors = {f"input_projector.{k}": v for k, v in input_projector.state_dict().items()}
     projectors |= {f"output_projectors.{k}": v for k, v in output_projectors.state_dict().items()}
-    return Expected(projectors, get_peft_model_state_dict(llm), embedding_weights(llm), llm.peft_config["default"])
+    return Expected(projectors, get_peft_model_state_dict(llm, save_embedding_layers=False), embedding_weights(llm), llm.peft_config["default"])
 
 
 # ------------------------------------------------------------------------------------------- conversion
