@@ -193,3 +193,15 @@ def test_decoder_media_in_vae_layout(root, modality):
         assert media.min() >= -1 and media.max() <= 1
     with pytest.raises(MediaError, match="not found"):
         load_decoder_media(spec, Path(path).with_name("missing"))
+
+
+def test_t2m_turn_caption_counts_for_its_target_file(tmp_path):
+    from nextmm.data.records import Source, read_conversation
+
+    source = Source("t2m", tmp_path / "t2m.json", {"image": tmp_path})
+    raw = {"output_image": ["sea.png"], "conversations": [
+        {"from": "human", "value": "show me the sea"},
+        {"from": "gpt", "value": "Here it is.", "caption": "waves on a beach", "output_modality": "image"}]}
+    turns = read_conversation(raw, source)
+    (output,) = turns[1].outputs
+    assert (output.modality, output.caption, output.path) == ("image", "waves on a beach", tmp_path / "sea.png")

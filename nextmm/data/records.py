@@ -159,9 +159,14 @@ def read_conversation(raw: Mapping, source: Source, **_) -> list[Turn]:
     inputs = {m: _as_list(raw.get(f"input_{m}", raw.get(m))) for m in MODALITIES}
     captions = {m: _as_list(raw.get(f"{m}_captions")) for m in MODALITIES}
     targets = {m: _as_list(raw.get(f"output_{m}")) for m in MODALITIES}
+    # A T2M turn describes its output on the turn itself; count those captions the record does not list.
+    on_turns = {m: 0 for m in MODALITIES}
+    for message in messages:
+        if isinstance(message, dict) and message.get("output_modality") in MODALITIES and "caption" in message:
+            on_turns[message["output_modality"]] += message["caption"] not in captions[message["output_modality"]]
     for m in MODALITIES:
-        if targets[m] and len(targets[m]) != len(captions[m]):
-            raise BadRecord(f"{len(targets[m])} output_{m} files for {len(captions[m])} {m} captions")
+        if targets[m] and len(targets[m]) != len(captions[m]) + on_turns[m]:
+            raise BadRecord(f"{len(targets[m])} output_{m} files for {len(captions[m]) + on_turns[m]} {m} captions")
     turns = []
     for message in messages:
         if not (isinstance(message, dict) and message.get("from") in ROLES and isinstance(message.get("value"), str)):

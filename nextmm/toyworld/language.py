@@ -1,0 +1,476 @@
+"""The toyworld's words: captions, requests, questions and answers, in varied wording.
+
+Every wording list comes in two splits. "train" wordings go into the training annotations; "heldout"
+wordings (other templates, other phrases) are kept for evaluation only, so modality switching and
+captioning are measured on wording the model never saw. Each concept has its own keywords; every caption
+or request about a concept names at least one of them and no other concept's (`concepts_in` reads them
+back), which makes "did the answer name the right concept?" a plain check.
+
+    captions(concept, modality, rng, split)    "a surfer riding a wave at the beach" / "the sound of the sea"
+    request(modalities, subject, rng, split)   "show me a picture of the beach and let me hear it"
+    subject(concept, rng, split)               "the beach", "a snowy field"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nextmm.toyworld.concepts import CONCEPT_NAMES, get_concept
+
+SPLITS = ("train", "heldout")
+
+
+@dataclass(frozen=True)
+class Split:
+    train: tuple[str, ...]
+    heldout: tuple[str, ...]
+
+    def get(self, split: str) -> tuple[str, ...]:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        return getattr(self, split)
+
+
+def _s(train: Sequence[str], heldout: Sequence[str]) -> Split:
+    return Split(tuple(train), tuple(heldout))
+
+
+@dataclass(frozen=True)
+class Words:
+    keywords: tuple[str, ...]  # words only this concept's text uses
+    subjects: Split  # noun phrases a request names: "show me {subject}"
+    image: Split  # what a picture shows
+    video: Split  # what a clip shows happening
+    audio: Split  # what is heard
+    looks: str  # text-only answers (full sentences)
+    sounds: str
+    moves: str
+    vlogs: tuple[str, ...]  # "surf" -> "surf vlog"
+    vlog_music: str  # "lively" or "calm": the music a "<vlog> with music" request gets
+
+
+WORDS: dict[str, Words] = {
+    "beach": Words(
+        keywords=("beach", "beaches", "sea", "seaside", "surf", "surfer", "surfers", "surfing", "surfboard", "shore",
+                  "ocean", "wave", "waves"),
+        subjects=_s(["the beach", "a surfer on a wave", "the sea", "a sunny beach", "surfing", "the seaside",
+                     "a surfer at the beach", "the ocean shore"],
+                    ["the coast with a surfer", "an ocean beach with surf", "ocean waves and a surfer"]),
+        image=_s(["a surfer riding a wave at the beach", "waves crashing on a sunny shore",
+                  "a sunny beach with a surfer on the sea",
+                  "blue sea waves and a sandy beach", "a surfer on a board in the ocean",
+                  "the seaside with waves and a surfer"],
+                 ["a surfboarder balancing on the ocean under the sun",
+                  "the sunny coast where a surfer catches the waves"]),
+        video=_s(["waves rolling onto the beach as a surfer rides by", "a surfer gliding across the sea",
+                  "ocean waves rolling to the shore", "surfing on the waves at a sunny beach"],
+                 ["a surfer sliding past on rolling ocean swells", "the surf rolling in while someone surfs"]),
+        audio=_s(["waves crashing on the shore", "the sea", "ocean waves", "sea waves washing onto the beach",
+                  "the roar of the surf"],
+                 ["surf breaking at the seaside", "the ocean swelling and crashing"]),
+        looks="The beach has a blue sea with white waves, a sandy shore, a bright sun and a surfer on a board.",
+        sounds="At the beach you hear the waves: a rushing roar that swells and crashes on the shore.",
+        moves="At the beach the waves roll towards the shore and the surfer glides across the sea.",
+        vlogs=("surf", "beach"),
+        vlog_music="lively",
+    ),
+    "forest": Words(
+        keywords=("forest", "forests", "woods", "woodland", "bird", "birds", "birdsong", "camping"),
+        subjects=_s(["the forest", "a green forest", "the woods", "a forest with birds", "a woodland"],
+                    ["a dense green woodland", "deep woods full of birds"]),
+        image=_s(["a green forest of pine trees", "tall trees in the woods", "a dense forest under a pale sky",
+                  "dark green trees and birds in the forest", "a woodland of green trees"],
+                 ["rows of conifers forming thick woods", "a forest seen from the ground, tree after tree"]),
+        video=_s(["trees swaying in the forest", "birds flying between the trees in the woods",
+                  "a forest moving in the breeze", "green trees rocking gently in the woods"],
+                 ["branches of the woodland bending as birds dart past", "the forest canopy shifting back and forth"]),
+        audio=_s(["birds singing", "birdsong in the forest", "birds chirping in the woods", "a bird calling"],
+                 ["a chorus of birds in the woodland", "tweeting birds among the trees"]),
+        looks="The forest is full of tall green trees with brown trunks under a pale sky, with small birds.",
+        sounds="In the forest you hear birdsong: quick rising chirps of birds.",
+        moves="In the forest the trees sway in the breeze and birds flit between them.",
+        vlogs=("forest", "camping"),
+        vlog_music="calm",
+    ),
+    "city": Words(
+        keywords=("city", "cities", "street", "streets", "traffic", "car", "cars", "building", "buildings", "town",
+                  "downtown", "engine", "engines"),
+        subjects=_s(["the city", "a busy street", "city traffic", "the town", "a city street with cars", "downtown"],
+                    ["an urban street full of cars", "tall buildings in a big city"]),
+        image=_s(["tall buildings with lit windows and cars on the street", "a city street with traffic",
+                  "buildings and cars in the city", "a busy road in town", "the city skyline above a street"],
+                 ["office blocks looming over downtown traffic", "an urban scene of buildings and cars"]),
+        video=_s(["cars driving along a city street", "traffic moving past tall buildings", "cars passing through town",
+                  "a busy street with cars going by"],
+                 ["vehicles streaming down a downtown avenue", "the city traffic rolling past"]),
+        audio=_s(["traffic in the city", "car engines humming", "the rumble of city traffic",
+                  "a car engine passing by"],
+                 ["engines droning on a busy street", "downtown traffic droning on"]),
+        looks="The city has tall grey and brown buildings with lit yellow windows above a dark street with "
+              "coloured cars.",
+        sounds="In the city you hear traffic: the low hum of car engines and a rumble as cars pass.",
+        moves="In the city the cars drive along the street past the buildings.",
+        vlogs=("city", "street"),
+        vlog_music="lively",
+    ),
+    "snow": Words(
+        keywords=("snow", "snowy", "snowfall", "snowflake", "snowflakes", "winter", "wintry", "ski", "skiing"),
+        subjects=_s(["a snowy field", "the snow", "a winter landscape", "snowfall", "snowy pine trees",
+                     "a winter day"],
+                    ["a wintry plain", "fresh snow on the ground"]),
+        image=_s(["a snowy field with pine trees", "snow covering the ground in winter",
+                  "snowflakes falling over white hills",
+                  "a white winter landscape", "pine trees in the snow"],
+                 ["a blanket of snow with a few dark pines", "a wintry scene, all white"]),
+        video=_s(["snow falling on a white field", "snowflakes drifting down in winter", "a snowfall over pine trees",
+                  "snow slowly falling on the ground"],
+                 ["flakes of snow floating down onto the pines", "a quiet winter snowfall"]),
+        audio=_s(["footsteps crunching in the snow", "walking through snow", "boots crunching on snow",
+                  "steps in fresh snow"],
+                 ["someone trudging through deep snow", "the crunch of feet in the snow"]),
+        looks="A snowy field is white, with a pale grey sky, dark pine trees with white caps and falling snowflakes.",
+        sounds="Walking in the snow makes a soft crunching sound with every step.",
+        moves="In a snowfall the snowflakes drift slowly down, swaying from side to side.",
+        vlogs=("snow", "ski"),
+        vlog_music="calm",
+    ),
+    "night": Words(
+        keywords=("night", "nights", "nighttime", "star", "stars", "starry", "moon", "moonlit", "moonlight",
+                  "crickets", "cricket",
+                  "stargazing", "midnight"),
+        subjects=_s(["the night sky", "a starry night", "the moon and stars", "a night in the hills", "stars at night"],
+                    ["a moonlit sky", "a dark night full of stars"]),
+        image=_s(["a starry night sky with the moon", "the moon above dark hills at night",
+                  "stars shining in a dark blue sky",
+                  "a crescent moon and stars", "a night sky over black hills"],
+                 ["a moonlit sky sprinkled with stars", "dark hills under a starry sky at midnight"]),
+        video=_s(["stars twinkling in the night sky", "the moon and twinkling stars at night",
+                  "a starry sky sparkling above the hills"],
+                 ["stars flickering over the hills at midnight", "a night sky where the stars glimmer"]),
+        audio=_s(["crickets chirping at night", "the sound of crickets", "crickets in the dark",
+                  "a quiet night with crickets"],
+                 ["a cricket chorus at midnight", "nighttime insects chirping"]),
+        looks="At night the sky is dark blue and black, full of stars, with a pale crescent moon above black hills.",
+        sounds="At night you hear crickets: short high chirps in the quiet dark.",
+        moves="At night the stars twinkle in the dark sky.",
+        vlogs=("night", "stargazing"),
+        vlog_music="calm",
+    ),
+    "desert": Words(
+        keywords=("desert", "deserts", "dune", "dunes", "cactus", "cacti", "tumbleweed", "wind", "windy", "sahara"),
+        subjects=_s(["the desert", "sand dunes in the desert", "a hot desert", "a desert with cacti", "the dunes"],
+                    ["a dry sahara landscape", "a windy desert plain"]),
+        image=_s(["sand dunes and cacti in the desert", "a hot desert under a white sun", "orange dunes and a cactus",
+                  "a desert with a tumbleweed", "the desert sun over sand dunes"],
+                 ["a cactus standing among golden dunes", "a dry sahara scene with a blazing sun"]),
+        video=_s(["a tumbleweed rolling across the desert", "wind blowing sand over the dunes",
+                  "sand drifting in the desert wind", "a tumbleweed blown past the cacti"],
+                 ["gusts sweeping sand along the dunes", "a tumbleweed bouncing through the sahara"]),
+        audio=_s(["wind blowing in the desert", "a dry desert wind", "the whistle of the wind over the dunes",
+                  "gusts of desert wind"],
+                 ["a windy gale across the sahara", "air howling over the dunes"]),
+        looks="The desert has orange and yellow sand dunes, green cacti and a white-hot sun in a pale sky.",
+        sounds="In the desert you hear the wind: low gusts with a faint whistle.",
+        moves="In the desert the wind blows sand and a tumbleweed across the dunes.",
+        vlogs=("desert", "sahara"),
+        vlog_music="calm",
+    ),
+    "rain": Words(
+        keywords=("rain", "rains", "rainy", "raining", "rainfall", "raindrops", "drizzle", "puddle", "puddles",
+                  "storm", "stormy", "umbrella"),
+        subjects=_s(["the rain", "a rainy day", "a storm", "rainfall", "rain falling on the ground"],
+                    ["a wet drizzle", "a stormy downpour of rain"]),
+        image=_s(["rain falling from dark clouds", "a rainy day with puddles", "grey storm clouds and rain",
+                  "rain streaks over wet ground", "puddles in the rain"],
+                 ["a drizzle under a heavy grey sky", "raindrops over a soaked ground with puddles"]),
+        video=_s(["rain pouring down from grey clouds", "raindrops falling into puddles", "a storm with falling rain",
+                  "heavy rain coming down"],
+                 ["a downpour of rain streaking to the ground", "ripples spreading in puddles as it rains"]),
+        audio=_s(["rain falling", "the sound of rain", "raindrops pattering", "heavy rainfall", "rain on the ground"],
+                 ["a drizzle tapping on the pavement", "the hiss of a rainy downpour"]),
+        looks="A rainy day has a dark grey sky with clouds, wet dark ground with puddles and light slanted "
+              "rain streaks.",
+        sounds="Rain makes a soft pattering sound, a steady hiss of drops.",
+        moves="In the rain the drops fall fast and ripples spread on the puddles.",
+        vlogs=("rainy day", "rain"),
+        vlog_music="calm",
+    ),
+    "concert": Words(
+        keywords=("concert", "concerts", "stage", "party", "parties", "dance", "dancing", "crowd", "lively", "upbeat",
+                  "band", "spotlight", "spotlights", "festival"),
+        subjects=_s(["a concert", "a party", "a band on stage", "a lively concert", "a dance party",
+                     "a festival stage"],
+                    ["a crowded gig with a band", "an upbeat show on a stage"]),
+        image=_s(["a concert stage with coloured spotlights", "a crowd in front of a lit stage",
+                  "a band playing at a concert",
+                  "spotlights over a dancing crowd", "a party with bright stage lights"],
+                 ["a performer in the spotlight before a crowd", "colourful beams above a festival crowd"]),
+        video=_s(["spotlights sweeping over a dancing crowd", "a crowd dancing at a concert",
+                  "stage lights flashing at a party",
+                  "people dancing in front of the stage"],
+                 ["beams of colour swinging across a festival crowd", "a crowd bouncing to a band"]),
+        audio=_s(["lively music", "upbeat music with a fast beat", "a band playing lively music",
+                  "party music with drums",
+                  "lively dance music"],
+                 ["a catchy upbeat tune for a party", "energetic concert music"]),
+        looks="A concert has a dark purple hall, a lit stage with a performer, coloured spotlights and a black crowd.",
+        sounds="At a concert you hear lively music: a fast happy melody with bass and drums.",
+        moves="At a concert the spotlights sweep and change colour and the crowd bounces to the beat.",
+        vlogs=("concert", "party"),
+        vlog_music="lively",
+    ),
+    "meadow": Words(
+        keywords=("meadow", "meadows", "flower", "flowers", "wildflowers", "bee", "bees", "buzzing", "picnic",
+                  "blossoms"),
+        subjects=_s(["a meadow", "a flower meadow", "a meadow with bees", "wildflowers", "a meadow in spring"],
+                    ["a field of blossoms", "bees among the flowers"]),
+        image=_s(["a green meadow full of flowers", "wildflowers in a meadow under a blue sky",
+                  "red and yellow flowers in a meadow", "a flower meadow with white clouds",
+                  "bees over a meadow of flowers"],
+                 ["a grassy field dotted with blossoms", "spring blossoms covering a meadow"]),
+        video=_s(["bees buzzing over the flowers", "clouds drifting above a meadow",
+                  "bees flying around a flower meadow",
+                  "a meadow with bees zigzagging between flowers"],
+                 ["bees hovering above the wildflowers", "a meadow where bees dart around"]),
+        audio=_s(["bees buzzing", "the buzzing of bees", "a bee flying by", "bees humming in a meadow"],
+                 ["a swarm of bees droning", "the buzz of bees among blossoms"]),
+        looks="A meadow is a bright green field dotted with red, yellow, white and purple flowers under a blue sky.",
+        sounds="In a meadow you hear bees buzzing as they fly from flower to flower.",
+        moves="In a meadow the bees zigzag over the flowers and white clouds drift by.",
+        vlogs=("meadow", "picnic"),
+        vlog_music="calm",
+    ),
+    "mountain": Words(
+        keywords=("mountain", "mountains", "peak", "peaks", "alpine", "alps", "hiking", "summit", "valley", "bell",
+                  "bells", "cowbell", "cowbells"),
+        subjects=_s(["the mountains", "a mountain peak", "snowcapped mountain peaks", "an alpine valley", "the alps"],
+                    ["a high summit above a valley", "rocky alpine peaks"]),
+        image=_s(["snowcapped mountain peaks over a green valley", "grey mountains with white peaks",
+                  "the alps under a blue sky",
+                  "a green valley below tall mountains", "mountain peaks and clouds"],
+                 ["jagged summits topped with white above an alpine valley", "rocky peaks towering over a valley"]),
+        video=_s(["clouds drifting past mountain peaks", "clouds moving over the mountains",
+                  "clouds rolling over an alpine valley"],
+                 ["mist gliding across the peaks", "clouds passing over a summit"]),
+        audio=_s(["cowbells ringing", "bells ringing in the mountains", "the sound of alpine cowbells",
+                  "a bell ringing"],
+                 ["the clang of bells in a valley", "chiming cowbells on a mountain pasture"]),
+        looks="The mountains are large grey peaks with white snowcaps above a green valley, under a deep blue sky.",
+        sounds="In the mountains you hear cowbells ringing out across the valley.",
+        moves="In the mountains white clouds drift slowly across the peaks.",
+        vlogs=("mountain", "hiking"),
+        vlog_music="calm",
+    ),
+    "sunset": Words(
+        keywords=("sunset", "sunsets", "dusk", "twilight", "sundown", "evening", "setting", "calm", "soothing",
+                  "relaxing", "peaceful"),
+        subjects=_s(["a sunset", "the sunset over the hills", "dusk", "a calm sunset", "an orange sunset"],
+                    ["the sun going down at twilight", "a peaceful evening sundown"]),
+        image=_s(["an orange sunset over dark hills", "the sun setting in a purple and orange sky",
+                  "a red sun low at dusk",
+                  "a sunset with pink clouds", "a big orange sun going down at sunset"],
+                 ["twilight colours glowing above the hills", "a fiery sundown behind a hill"]),
+        video=_s(["the sun slowly setting behind the hills", "the sun sinking at sunset",
+                  "clouds drifting at dusk as the sun goes down"],
+                 ["the sundown sky fading as the sun drops", "a sunset where the sun slips below the hills"]),
+        audio=_s(["calm music", "soft relaxing music", "calm piano chords", "soothing slow music",
+                  "peaceful gentle music"],
+                 ["a mellow calm melody", "slow relaxing tunes"]),
+        looks="A sunset has a purple and orange sky, a large orange-red sun low on the horizon and dark purple hills.",
+        sounds="A sunset goes with calm music: slow, soft chords.",
+        moves="At sunset the sun sinks slowly behind the hills while thin clouds drift.",
+        vlogs=("sunset", "evening"),
+        vlog_music="calm",
+    ),
+}
+
+# ------------------------------------------------------------------------------------------ templates
+CAPTION_TEMPLATES = {
+    "image": _s(["{x}", "a picture of {x}", "a photo of {x}", "an image of {x}", "a drawing of {x}"],
+                ["a snapshot showing {x}", "an illustration depicting {x}"]),
+    "video": _s(["{x}", "a video of {x}", "a clip of {x}", "footage of {x}"],
+                ["a short film showing {x}", "moving pictures of {x}"]),
+    "audio": _s(["{x}", "the sound of {x}", "a recording of {x}", "audio of {x}"],
+                ["you can hear {x}", "a soundtrack of {x}"]),
+}
+
+REQUESTS = {
+    "image": _s(["show me a picture of {x}", "draw {x}", "generate an image of {x}", "can you make a picture of {x}?",
+                 "I want to see a photo of {x}", "paint {x} for me", "create an image of {x}"],
+                ["could you sketch {x}?", "I'd like an illustration of {x}, please",
+                 "produce a still picture showing {x}"]),
+    "video": _s(["show me a video of {x}", "make a clip of {x}", "generate a video of {x}", "animate {x}",
+                 "I want to watch a video of {x}", "create a short video of {x}"],
+                ["film {x} for me", "could you put together some footage of {x}?",
+                 "I'd like a moving clip showing {x}"]),
+    "audio": _s(["play the sound of {x}", "let me hear {x}", "generate audio of {x}", "make a sound of {x}",
+                 "I want to hear {x}", "create a recording of {x}"],
+                ["could you record {x} for me?", "produce some audio of {x}", "I'd like to listen to {x}"]),
+}
+# Requests for more than one medium: modalities (in answer order) -> templates.
+MULTI_REQUESTS = {
+    ("image", "audio"): _s(["show me a picture of {x} and let me hear it", "draw {x} and play its sound",
+                            "I want to see and hear {x}"],
+                           ["illustrate {x} and also record how it sounds"]),
+    ("image", "video"): _s(["show me a picture and a video of {x}", "draw {x} and then animate it",
+                            "make an image and a clip of {x}"],
+                           ["give me a still and some footage of {x}"]),
+    ("video", "audio"): _s(["make a video of {x} and play its sound", "show me a clip of {x} and let me hear it",
+                            "generate a video and audio of {x}"],
+                           ["film {x} and record its noise too"]),
+    ("image", "audio", "video"): _s(["show me a picture, a sound and a video of {x}",
+                                     "make an image, a clip and a sound of {x}"],
+                                    ["give me a still, some footage and a recording of {x}"]),
+}
+VLOG_REQUESTS = _s(["{v} vlog", "make a {v} vlog", "make me a {v} vlog", "I want a {v} vlog",
+                    "create a {v} vlog for me"],
+                   ["put together a {v} vlog", "could you produce a little {v} vlog?"])
+VLOG_MUSIC_REQUESTS = _s(["{v} vlog with music", "make a {v} vlog with some music", "a {v} vlog with background music"],
+                         ["{v} vlog with a soundtrack, please"])
+MUSIC = {"lively": "concert", "calm": "sunset"}  # whose sound a "<vlog> with music" request gets
+
+QUESTIONS = {  # text-only questions: the answer names no medium
+    "looks": _s(["what does {x} look like?", "describe {x} in words.", "tell me what {x} looks like.",
+                 "what colours are in {x}?"],
+                ["in words only, how would you describe {x}?", "without any pictures, what is {x} like?"]),
+    "sounds": _s(["what sound does {x} make?", "what does {x} sound like?", "what noise comes from {x}?"],
+                 ["explain in words the noise {x} makes.", "which sounds belong to {x}?"]),
+    "moves": _s(["what moves in {x}?", "how do things move in {x}?", "what happens in {x}?"],
+                ["in a sentence, what is moving in {x}?", "tell me how {x} changes over time."]),
+}
+CHAT = (  # text-only, about no concept
+    ("hello", "Hello! I can show you pictures, sounds and videos of my little world."),
+    ("hi there", "Hi! Ask me for a picture, a sound, a video or a vlog of a place."),
+    ("what can you do?", "I can describe pictures, sounds and videos, and make new ones of the places I know."),
+    ("who are you?", "I am a small multimodal model trained on a toy world of simple scenes."),
+    ("thank you", "You are welcome!"),
+    ("which places do you know?", "I know {places}."),
+)
+
+DESCRIBE = {  # X -> text questions about an input medium
+    "image": _s(["Describe this image.", "What is in this picture?", "What do you see?", "What place is this?",
+                 "Write a caption for this image."],
+                ["What is depicted here?", "Summarise this photo in one sentence."]),
+    "video": _s(["What happens in this video?", "Describe this clip.", "What is going on in this video?",
+                 "Write a caption for this video."],
+                ["Explain the scene in this footage.", "What is moving here?"]),
+    "audio": _s(["What is this sound?", "Describe what you hear.", "What can you hear in this recording?",
+                 "Write a caption for this audio."],
+                ["What is making this noise?", "Tell me about this audio clip."]),
+}
+DESCRIBE_ANSWERS = {
+    "image": ("{c}.", "This is {c}.", "It shows {c}.", "I can see {c}."),
+    "video": ("{c}.", "The video shows {c}.", "This clip shows {c}.", "It shows {c}."),
+    "audio": ("{c}.", "This is the sound of {c}.", "I can hear {c}.", "It sounds like {c}."),
+}
+FOLLOW_UPS = {  # a later turn asking for another medium of the same scene
+    "image": ("show me what this place looks like", "draw a picture of it", "show me a picture of it"),
+    "video": ("now turn it into a video", "make a clip of it", "show me this moving"),
+    "audio": ("play a sound that matches it", "let me hear what it sounds like", "make a matching sound"),
+}
+ANSWER_PARTS = {  # "Here is {part} and {part}." around the outputs' placeholders
+    "image": ("a picture of {x} <image>", "an image of {x} <image>", "{x} <image>"),
+    "video": ("a video of {x} <video>", "a clip of {x} <video>"),
+    "audio": ("the sound of {x} <audio>", "audio of {x} <audio>"),
+}
+FOLLOW_UP_ANSWERS = {
+    "image": ("Here is what it looks like. <image>", "Here is a picture of it. <image>"),
+    "video": ("Here it is as a video. <video>", "Here is a clip of it. <video>"),
+    "audio": ("Here is how it sounds. <audio>", "Here is a matching sound. <audio>"),
+}
+VLOG_ANSWERS = (
+    "Here is your {v} vlog: <image> <audio> <video>",
+    "Here is your {v} vlog! A picture <image>, a sound <audio> and a clip <video>.",
+    "Your {v} vlog is ready: a scene <image>, its soundtrack <audio> and a video <video>.",
+)
+
+
+# ----------------------------------------------------------------------------------------- functions
+def words(concept: str) -> Words:
+    get_concept(concept)
+    return WORDS[concept]
+
+
+def pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(0, len(options)))]
+
+
+def phrase(concept: str, modality: str, rng: np.random.Generator, split: str = "train") -> str:
+    """What a ``modality`` sample of ``concept`` shows or sounds like: "a surfer riding a wave at the beach"."""
+    return pick(rng, getattr(words(concept), modality).get(split))
+
+
+def captions(concept: str, modality: str, rng: np.random.Generator, split: str = "train") -> str:
+    """One caption of a ``modality`` sample of ``concept``: a phrase in one of the split's caption templates."""
+    template = pick(rng, CAPTION_TEMPLATES[modality].get(split))
+    return template.format(x=phrase(concept, modality, rng, split))
+
+
+def canonical_caption(concept: str, modality: str) -> str:
+    """The first train caption: one fixed text per concept and modality (e.g. for zero-shot retrieval)."""
+    return CAPTION_TEMPLATES[modality].train[0].format(x=getattr(words(concept), modality).train[0])
+
+
+def subject(concept: str, rng: np.random.Generator, split: str = "train") -> str:
+    return pick(rng, words(concept).subjects.get(split))
+
+
+def request(modalities: Sequence[str], subject_text: str, rng: np.random.Generator, split: str = "train") -> str:
+    """A request for ``modalities`` (one, or a combination in MULTI_REQUESTS' order) of ``subject_text``."""
+    table = REQUESTS[modalities[0]] if len(modalities) == 1 else MULTI_REQUESTS[tuple(modalities)]
+    return pick(rng, table.get(split)).format(x=subject_text)
+
+
+def question(topic: str, subject_text: str, rng: np.random.Generator, split: str = "train") -> str:
+    return pick(rng, QUESTIONS[topic].get(split)).format(x=subject_text)
+
+
+def describe_question(modality: str, rng: np.random.Generator, split: str = "train") -> str:
+    return pick(rng, DESCRIBE[modality].get(split))
+
+
+def describe_answer(modality: str, phrase_text: str, rng: np.random.Generator) -> str:
+    """"It shows {phrase}." and the like, for an X -> text answer."""
+    return _upper_first(pick(rng, DESCRIBE_ANSWERS[modality]).format(c=phrase_text))
+
+
+def answer_with(outputs: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
+    """"Here is a picture of {x} <image> and the sound of {x} <audio>." for the outputs in order."""
+    parts = [pick(rng, ANSWER_PARTS[m]).format(x=subject_text) for m in outputs]
+    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Here is {joined}."
+
+
+def vlog_request(name: str, rng: np.random.Generator, split: str = "train", music: bool = False) -> str:
+    return pick(rng, (VLOG_MUSIC_REQUESTS if music else VLOG_REQUESTS).get(split)).format(v=name)
+
+
+def vlog_answer(name: str, rng: np.random.Generator) -> str:
+    return pick(rng, VLOG_ANSWERS).format(v=name)
+
+
+def chat_answer(answer: str) -> str:
+    """A CHAT answer with the concept list filled in."""
+    return answer.format(places=", ".join(CONCEPT_NAMES[:-1]) + " and " + CONCEPT_NAMES[-1])
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+_KEYWORDS = {word: c for c, w in WORDS.items() for word in w.keywords}
+
+
+def concepts_in(text: str) -> set[str]:
+    """The concepts whose keywords ``text`` names (whole words, any case)."""
+    return {_KEYWORDS[word] for word in re.findall(r"[a-z]+", text.lower()) if word in _KEYWORDS}
+
+
+def concept_of(text: str) -> str | None:
+    """The one concept ``text`` names, or None when it names none or several."""
+    found = concepts_in(text)
+    return found.pop() if len(found) == 1 else None
