@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures.data_fixtures import make_fixture_data
 from nextmm.model import NextMM
 
 # The stage recipes import their shared loop as scripts do: from their own folder.
@@ -24,3 +25,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A small data folder in every NExT-GPT format, with generated media and a few bad samples."""
+    return make_fixture_data(tmp_path_factory.mktemp("data"))

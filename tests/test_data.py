@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures.data_fixtures import make_fixture_data
 from omegaconf import OmegaConf
 
 from nextmm.config import conf_dir
@@ -20,11 +19,6 @@ from nextmm.llm import build_tokenizer
 from nextmm.modality import MODALITIES
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_fixture_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,6 @@ from nextmm.model import NextMM
 from nextmm.trainable import set_trainable
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is many times faster than two contending ones on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model(one_thread):
     torch.manual_seed(0)

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from fixtures.data_fixtures import make_fixture_data
 from safetensors.torch import load_file
 
 from nextmm import cli, precompute
@@ -13,20 +12,6 @@ from nextmm.data import build_dataset
 from nextmm.data.targets import AlignmentTargets
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is many times faster than two contending ones on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_fixture_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

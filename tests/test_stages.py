@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures.data_fixtures import make_fixture_data
 from safetensors.torch import load_file
 
 from nextmm import cli
@@ -24,20 +23,6 @@ EXPECTED_CHANGES = {
     "modality_switching": {"input_projector", "lora", "new_tokens",
                            "output_projectors.image", "output_projectors.audio", "output_projectors.video"},
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is many times faster than two contending ones on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_fixture_data(tmp_path_factory.mktemp("data"))
 
 
 @cache
