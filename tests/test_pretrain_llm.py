@@ -1,0 +1,117 @@
+"""The LLM pretraining recipe: the toyworld corpus, the tokenizer, a few steps, and the folder it writes."""
+
+import json
+import math
+
+import pretrain_llm
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+from nextmm import cli
+from nextmm.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.model import NextMM
+from nextmm.toyworld.build import plan
+from nextmm.toyworld.concepts import CONCEPT_NAMES
+from nextmm.toyworld.corpus import corpus_documents, corpus_text, strip_media
+
+SIGNALS = {"image": 4, "audio": 8, "video": 24}
+SMALL = ["architecture.hidden_size=32", "architecture.intermediate_size=64", "architecture.num_hidden_layers=1",
+         "architecture.num_attention_heads=2", "architecture.num_key_value_heads=2", "train.batch_size=2",
+         "train.seq_len=32", "tokenizer.vocab_size=400", "logging.every=1"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A toyworld folder with the annotations only: text is all the corpus reads."""
+    root = tmp_path_factory.mktemp("toyworld")
+    the_plan = plan(0, list(CONCEPT_NAMES), samples=2, instructions=8, eval_samples=1, eval_prompts=6)
+    for relative, value in the_plan.annotations.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(json.dumps(value), encoding="utf-8")
+    (root / "manifest.json").write_text("{}", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def texts(world):
+    return list(corpus_text(corpus_documents(world)))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(texts):
+    return pretrain_llm.train_tokenizer(texts, vocab_size=400)
+
+
+def test_corpus_is_the_worlds_conversations_without_media(world, texts):
+    assert len(texts) > 100
+    assert any("### Human: surf vlog\n### Assistant: " in text for text in texts)
+    assert all(text.startswith("### Human: ") and text.endswith("\n###\n") for text in texts)
+    assert not any(marker in text for text in texts for marker in ("<image>", "<audio>", "<video>"))
+    held_out = json.loads((world / "eval/modality_switch.json").read_text())
+    assert not any(f"### Human: {record['prompt']}\n" in text for record in held_out for text in texts)
+
+
+def test_strip_media():
+    assert strip_media("Here is a picture of the sea <image>.") == "Here is a picture of the sea."
+    assert strip_media("<image>\nDescribe this image.") == "Describe this image."
+    assert strip_media("A picture <image>, a sound <audio> and a clip <video>.") == "A picture, a sound and a clip."
+
+
+def test_tokenizer_round_trips_and_reloads(tokenizer, texts, tmp_path):
+    assert tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>"]) == [0, 1, 2]
+    samples = texts[::37] + ["surf vlog", "Ünïcode and 42 digits  twice spaced\n\ttab"]
+    for text in samples:
+        ids = tokenizer(text).input_ids
+        assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    tokenizer.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(samples[0]).input_ids == tokenizer(samples[0]).input_ids
+    extended = build_tokenizer({"tokenizer": str(tmp_path)}, SIGNALS)
+    assert len(extended) == len(tokenizer) + len(added_tokens(SIGNALS))
+    assert extended.decode(extended(samples[0]).input_ids, skip_special_tokens=True) == samples[0]
+
+
+def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
+    out = tmp_path / "run"
+    argv = [f"data_root={world}", f"output_dir={out}", "train.max_steps=3", *SMALL]
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("stage/pretrain_llm", pretrain_llm.main, argv)
+    assert exit_.value.code == 0
+    folder = out / "llm"
+    assert sorted(p.name for p in out.iterdir()) == ["llm"]  # no staging folder left behind
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"]) == (32, 1)
+
+    model = NextMM.from_config("tiny", overrides=[f"llm.path={folder}", f"llm.tokenizer={folder}"])
+    assert model.tokenizer.model_max_length == 512
+    assert len(model.tokenizer) == config["vocab_size"] + len(added_tokens(model.config.signal_tokens))
+    reference = LlamaForCausalLM.from_pretrained(folder)
+    loaded = model.llm.get_base_model().model.layers[0].mlp.down_proj.weight
+    assert torch.equal(loaded, reference.model.layers[0].mlp.down_proj.weight)
+
+    cfg = OmegaConf.to_container(NextMM.from_config("tiny", empty=True).config.llm)
+    llm = build_llm({**cfg, "path": str(folder)}, len(model.tokenizer), [0])
+    assert llm.config.vocab_size == len(model.tokenizer)
+
+
+def test_a_short_overfit_makes_the_loss_fall(texts):
+    torch.manual_seed(0)
+    lines = texts[:4]
+    tokenizer = pretrain_llm.train_tokenizer(lines, vocab_size=300, min_frequency=1)
+    stream = pretrain_llm.token_stream([[line] for line in lines], tokenizer)
+    cfg = OmegaConf.create({
+        "train": {"max_steps": 40, "batch_size": 4, "seq_len": 32},
+        "optimizer": {"lr": 1e-2, "betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 5,
+                      "schedule": "cosine", "total_steps": None, "max_grad_norm": 1.0},
+        "logging": {"every": 10},
+    })
+    architecture = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                    "num_key_value_heads": 2, "max_position_embeddings": 64}
+    model = pretrain_llm.build_model(architecture, tokenizer)
+    losses = pretrain_llm.fit(model, stream, cfg, torch.Generator().manual_seed(0))
+    assert math.isfinite(losses[-1]) and sum(losses[-5:]) / 5 < 0.4 * losses[0]
+    assert pretrain_llm.evaluate(model, stream, 32) < 0.4 * losses[0]
