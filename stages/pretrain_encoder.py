@@ -1,0 +1,243 @@
+"""Pretraining the encoder: a tiny ImageBind learns the toyworld by InfoNCE, before the NExT-GPT stages.
+
+    python -m nextmm.toyworld.build output=data/toyworld
+    python stages/pretrain_encoder.py data_root=data/toyworld output_dir=runs/pretrain_encoder train.max_steps=2000
+
+Each scene of scenes.json gives its image, audio, video and the caption written for each of them; the loss
+sums InfoNCE over the `pairs` of conf/stage/pretrain_encoder.yaml ("text" pairs with a medium use that
+medium's caption). ImageBindEncoder is frozen by design, so the recipe trains the ImageBindModel it wraps,
+and only the towers named in `trainable`. It ends with, in output_dir:
+
+    imagebind.pth    ImageBindModel state dict: encoder.checkpoint=<it> loads it (torch.load, weights_only)
+    config.yaml      the resolved run config
+    retrieval.json   R@1 text <-> image, audio, video on the held-out scenes of eval/samples.json, by concept
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from nextmm import cli
+from nextmm.contrastive import InfoNCE, retrieval_at_1
+from nextmm.encoder import IMAGEBIND_MODALITY, ImageBindEncoder
+from nextmm.errors import ConfigError
+from nextmm.modality import MODALITIES
+from nextmm.offline_tokenizers import clip_tokenizer
+from nextmm.preprocess import load_media
+
+STAGE = "pretrain_encoder"
+TEXT_LENGTH = 77  # ImageBind's text context
+log = logging.getLogger(STAGE)
+
+
+class SceneDataset(Dataset):
+    """Scenes -> {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (S, 3, 2, 224, 224),
+    "text": (3, 77) CLIP ids of each medium's caption in MODALITIES order, "concept": () long}.
+
+    `video_clips` keeps that many of the 15 clip-crops of a video, drawn at random (for training: ImageBind
+    averages the clips' embeddings, so one random clip-crop per step costs 1/15 and sees them all over
+    the epochs); None keeps all, as the held-out scenes do.
+    """
+
+    def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None):
+        self.scenes, self.folder, self.video_clips = scenes, folder, video_clips
+        self.concept_index = {c: i for i, c in enumerate(concepts)}
+        self.tokenizer = clip_tokenizer()
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        scene = self.scenes[index]
+        item = {m: load_media(m, self.folder / scene[m]) for m in MODALITIES}
+        if self.video_clips is not None:
+            keep = torch.randperm(item["video"].shape[0])[: self.video_clips].sort().values
+            item["video"] = item["video"][keep]
+        item["text"] = torch.stack([caption_ids(self.tokenizer, scene["captions"][m]) for m in MODALITIES])
+        item["concept"] = torch.tensor(self.concept_index[scene["concept"]])
+        return item
+
+
+def caption_ids(tokenizer, caption: str) -> torch.Tensor:
+    """(77,) CLIP ids as ImageBind's own tokenizer gives them: <start> text <end>, zero-padded.
+
+    ImageBind finds the end token by argmax, so it must stay the last real token when a caption is cut.
+    """
+    ids = tokenizer(caption)["input_ids"]
+    if len(ids) > TEXT_LENGTH:
+        ids = ids[: TEXT_LENGTH - 1] + ids[-1:]
+    out = torch.zeros(TEXT_LENGTH, dtype=torch.long)
+    out[: len(ids)] = torch.tensor(ids)
+    return out
+
+
+def load_scenes(root: Path) -> tuple[list[dict], list[dict]]:
+    """Training scenes (scenes.json) and held-out scenes (eval/samples.json, paths made root-relative)."""
+    path = root / "scenes.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: data_root must be a toyworld (python -m nextmm.toyworld.build output=...)")
+    train = json.loads(path.read_text(encoding="utf-8"))
+    heldout_path = root / "eval" / "samples.json"
+    heldout = json.loads(heldout_path.read_text(encoding="utf-8")) if heldout_path.is_file() else []
+    heldout = [{**s, **{m: f"eval/{s[m]}" for m in MODALITIES}} for s in heldout]
+    return train, heldout
+
+
+def set_trainable(model: nn.Module, towers: list[str]) -> list[str]:
+    """Train exactly the ImageBind towers named (ImageBind modality keys: text, vision, audio, ...): their
+    preprocessor, trunk, head and postprocessor. Returns the sorted names of the trainable parameters."""
+    known = set(model.modality_trunks.keys())
+    if unknown := set(towers) - known:
+        raise ConfigError(f"unknown ImageBind towers {sorted(unknown)} in trainable: use {sorted(known)}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.split(".")[1] in towers)
+    return sorted(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Embeddings (B, D) of each medium and of each medium's caption ("text:image", ...)."""
+    out = {}
+    for modality in MODALITIES:  # image and video share the vision key, so one call each
+        key = IMAGEBIND_MODALITY[modality]
+        out[modality] = model({key: batch[modality]})[key]
+    batch_size = batch["text"].shape[0]
+    text = model({"text": batch["text"].flatten(0, 1)})["text"].view(batch_size, len(MODALITIES), -1)  # (B, 3, D)
+    out.update({f"text:{m}": text[:, i] for i, m in enumerate(MODALITIES)})
+    return out
+
+
+def contrastive_loss(
+    model: nn.Module, loss_fn: InfoNCE, batch: dict[str, torch.Tensor], pairs: list[list[str]], by_concept: bool
+) -> dict[str, torch.Tensor]:
+    """{"loss": sum over pairs, "<a>-<b>": each pair's InfoNCE}; "text" paired with X is X's caption."""
+    embeddings = embed(model, batch)
+    labels = batch["concept"] if by_concept else None
+    terms = {}
+    for a, b in pairs:
+        a_key = f"text:{b}" if a == "text" else a
+        b_key = f"text:{a}" if b == "text" else b
+        terms[f"{a}-{b}"] = loss_fn(embeddings[a_key], embeddings[b_key], labels)
+    terms["loss"] = sum(terms.values())
+    return terms
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    """Concept R@1 text -> X and X -> text for each medium over all held-out scenes."""
+    was_training = model.training
+    model.eval()
+    parts = [(embed(model, batch), batch["concept"]) for batch in loader]
+    model.train(was_training)
+    embeddings = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
+    concepts = torch.cat([p[1] for p in parts])
+    metrics = {}
+    for m in MODALITIES:
+        metrics[f"text->{m}"] = retrieval_at_1(embeddings[f"text:{m}"], embeddings[m], concepts, concepts)
+        metrics[f"{m}->text"] = retrieval_at_1(embeddings[m], embeddings[f"text:{m}"], concepts, concepts)
+    return metrics
+
+
+def forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    while True:
+        yield from loader
+
+
+def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """write(temporary path) then rename over `path`: a crash leaves the old file or none."""
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train as `cfg` says; returns per-step losses, the held-out R@1 and the checkpoint path."""
+    # 1. the run and the data
+    if OmegaConf.is_missing(cfg, "output_dir") or OmegaConf.is_missing(cfg, "data_root"):
+        raise ConfigError("set data_root=<toyworld folder> and output_dir=<folder>")
+    torch.manual_seed(cfg.seed)
+    root, output_dir = Path(cfg.data_root), Path(cfg.output_dir)
+    train_scenes, heldout_scenes = load_scenes(root)
+    concepts = sorted({s["concept"] for s in train_scenes + heldout_scenes})
+    if len(train_scenes) < cfg.train.batch_size:
+        raise ConfigError(f"{len(train_scenes)} training scenes in {root}, fewer than train.batch_size={cfg.train.batch_size}")
+    train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips)
+    loader = DataLoader(
+        train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+    # 2. the model and what trains
+    encoder = ImageBindEncoder.from_config(cfg.encoder)
+    model = encoder.model  # ImageBindEncoder forces eval and no_grad, so the recipe trains what it wraps
+    trainable = set_trainable(model, list(cfg.trainable))
+    model.train()
+    log.info("training %d tensors, %d parameters, of towers %s", len(trainable),
+             sum(p.numel() for p in model.parameters() if p.requires_grad), list(cfg.trainable))
+
+    # 3. loss and optimizer
+    loss_fn = InfoNCE(cfg.loss.temperature, learnable=cfg.loss.learnable_temperature)
+    params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+    warmup = max(int(cfg.optimizer.warmup_steps), 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+
+    # 4. train
+    losses = []
+    batches = forever(loader)
+    bar = tqdm(range(cfg.train.max_steps), desc=STAGE, dynamic_ncols=True)
+    for step in bar:
+        terms = contrastive_loss(model, loss_fn, next(batches), list(cfg.pairs), cfg.loss.by_concept)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(terms["loss"].detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", temperature=f"{loss_fn.temperature:.3f}")
+        if (step + 1) % cfg.logging.every == 0 or step + 1 == cfg.train.max_steps:
+            log.info("step %d: %s temperature %.4f", step + 1,
+                     " ".join(f"{k} {float(v.detach()):.4f}" for k, v in terms.items()), loss_fn.temperature)
+    bar.close()
+
+    # 5. held-out retrieval
+    retrieval = {}
+    if heldout_scenes:
+        heldout = DataLoader(SceneDataset(heldout_scenes, root, concepts), batch_size=cfg.train.batch_size,
+                             num_workers=cfg.data.num_workers)
+        retrieval = evaluate(model, heldout)
+        log.info("held-out R@1 (%d scenes, by concept): %s", len(heldout_scenes),
+                 " ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
+    else:
+        log.warning("no held-out scenes in %s/eval/samples.json: retrieval not measured", root)
+
+    # 6. the checkpoint: a plain ImageBindModel state dict, as imagebind_huge.pth
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = output_dir / "imagebind.pth"
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_atomically(checkpoint, lambda path: torch.save(state, path))
+    save_atomically(output_dir / "config.yaml", lambda path: OmegaConf.save(cfg, path, resolve=True))
+    save_atomically(output_dir / "retrieval.json",
+                    lambda path: path.write_text(json.dumps(retrieval, indent=1) + "\n", encoding="utf-8"))
+    log.info("wrote %s (use encoder.checkpoint=%s)", checkpoint, checkpoint)
+    return {"losses": losses, "retrieval": retrieval, "checkpoint": checkpoint, "trainable": trainable}
+
+
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    cli.run(f"stage/{STAGE}", main, command=f"python stages/{STAGE}.py")

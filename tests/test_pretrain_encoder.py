@@ -1,0 +1,155 @@
+"""The encoder pretraining recipe: InfoNCE and R@1, what trains, caption ids, a short run, and that it learns."""
+
+import importlib.util
+import math
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from nextmm import cli
+from nextmm.cli import compose_config
+from nextmm.contrastive import InfoNCE, retrieval_at_1
+from nextmm.encoder import ImageBindEncoder
+from nextmm.toyworld import Settings
+from nextmm.toyworld.build import build
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@cache
+def recipe():
+    spec = importlib.util.spec_from_file_location("stages_pretrain_encoder", ROOT / "stages" / "pretrain_encoder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """2 concepts x 2 training scenes, 1 held-out scene each; short media."""
+    return build(tmp_path_factory.mktemp("toyworld") / "data", samples=2, instructions=0, eval_samples=1,
+                 eval_prompts=0, concepts=["beach", "night"], settings=Settings(frames=8, audio_seconds=1.0),
+                 workers=1)
+
+
+def config(world, out, *extra):
+    return compose_config("stage/pretrain_encoder", [
+        f"data_root={world}", f"output_dir={out}", "data.num_workers=0", "data.video_clips=1",
+        "train.batch_size=2", "logging.every=1000", *extra,
+    ])
+
+
+# InfoNCE and R@1
+
+def test_aligned_embeddings_give_low_loss_and_perfect_retrieval():
+    torch.manual_seed(0)
+    a = torch.randn(8, 16)
+    loss = InfoNCE(temperature=0.05, learnable=False)
+    aligned = loss(a, a + 0.01 * torch.randn(8, 16))
+    shuffled = loss(a, a[torch.randperm(8)])
+    assert aligned < 0.05
+    assert shuffled > aligned + 1.0
+    assert retrieval_at_1(a, a) == 1.0
+    assert retrieval_at_1(a, a.roll(1, dims=0)) == 0.0
+
+
+def test_labels_make_same_concept_rows_positives():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = InfoNCE(temperature=0.01, learnable=False)
+    # rows 0 and 1 are identical: as instances they cannot be told apart, as a concept they are right, so
+    # the loss sits at its floor, the entropy of the targets (log 2: two positives per row)
+    assert loss(a, a, labels) == pytest.approx(math.log(2), abs=1e-3)
+    assert loss(a, a.flip(0), labels) > 50  # every row closest to the other concept
+    b = a[[1, 0, 3, 2]]
+    assert retrieval_at_1(a, b, labels, labels) == 1.0
+    assert retrieval_at_1(a, b, labels, 1 - labels) == 0.0
+
+
+def test_temperature_learns_only_when_asked():
+    assert InfoNCE(0.07, learnable=True).log_scale.requires_grad
+    assert not InfoNCE(0.07, learnable=False).log_scale.requires_grad
+    assert InfoNCE(0.07).temperature == pytest.approx(0.07)
+    with pytest.raises(ValueError):
+        InfoNCE(0.07)(torch.zeros(2, 3), torch.zeros(3, 3))
+
+
+# what trains, caption ids
+
+def test_trainable_towers_are_exactly_the_named_ones():
+    model = ImageBindEncoder.from_config(compose_config("stage/pretrain_encoder", []).encoder).model
+    names = recipe().set_trainable(model, ["text", "vision", "audio"])
+    assert {n.split(".")[1] for n in names} == {"text", "vision", "audio"}
+    frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"depth", "thermal", "imu"}
+
+
+def test_caption_ids_end_with_the_argmax_end_token():
+    module = recipe()
+    tokenizer = module.clip_tokenizer()
+    ids = module.caption_ids(tokenizer, "waves crash on the shore")
+    assert ids.shape == (77,) and ids[0] == 49406
+    end = int(ids.argmax())  # how ImageBind finds the end token
+    assert ids[end] == 49407 and (ids[end + 1:] == 0).all()
+    long_ids = module.caption_ids(tokenizer, "sea " * 100)
+    assert long_ids[-1] == 49407 and int(long_ids.argmax()) == 76
+
+
+# the recipe
+
+def test_three_steps_write_a_checkpoint_the_encoder_loads(world, tmp_path):
+    cfg = config(world, tmp_path / "run", "train.max_steps=3")
+    result = recipe().train(cfg)
+    assert len(result["losses"]) == 3 and all(torch.isfinite(torch.tensor(result["losses"])))
+    assert set(result["retrieval"]) == {f"{a}->{b}" for m in ("image", "audio", "video")
+                                        for a, b in (("text", m), (m, "text"))}
+    checkpoint = tmp_path / "run" / "imagebind.pth"
+    assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "retrieval.json").is_file()
+    assert not list((tmp_path / "run").glob(".*")), "no temporary files left behind"
+    encoder = ImageBindEncoder.from_config({**cfg.encoder, "checkpoint": str(checkpoint)})
+    saved = torch.load(checkpoint, weights_only=True)
+    assert torch.equal(encoder.model.state_dict()["modality_heads.vision.2.weight"], saved["modality_heads.vision.2.weight"])
+    fresh = ImageBindEncoder.from_config(cfg.encoder).model.state_dict()
+    assert not torch.equal(fresh["modality_heads.vision.2.weight"], saved["modality_heads.vision.2.weight"])
+    assert torch.equal(fresh["modality_heads.depth.2.weight"], saved["modality_heads.depth.2.weight"])
+
+
+def test_too_few_scenes_for_a_batch_is_a_config_error(world, tmp_path):
+    from nextmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fewer than train.batch_size"):
+        recipe().train(config(world, tmp_path / "run", "train.batch_size=64"))
+
+
+def test_missing_data_root_is_one_line_and_exit_code_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run("stage/pretrain_encoder", recipe().main, argv=[f"output_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert "set data_root=" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_loss_falls_when_overfitting_four_scenes(world):
+    """30 steps on one batch of 2 concepts x 2 scenes: the summed InfoNCE falls clearly."""
+    module = recipe()
+    cfg = config(world, "unused")
+    train_scenes, _ = module.load_scenes(world)
+    dataset = module.SceneDataset(train_scenes, world, ["beach", "night"], video_clips=1)
+    torch.manual_seed(0)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    model = ImageBindEncoder.from_config(cfg.encoder).model
+    module.set_trainable(model, list(cfg.trainable))
+    model.train()
+    loss_fn = InfoNCE(cfg.loss.temperature, learnable=True)
+    params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-3)
+    losses = []
+    for _ in range(30):
+        terms = module.contrastive_loss(model, loss_fn, batch, list(cfg.pairs), by_concept=True)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(float(terms["loss"].detach()))
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3, losses
