@@ -200,12 +200,17 @@ def _ground(c: Canvas, rng):
     c.draw.rectangle([0, c.h, c.s, c.s], fill=c.pal["ground"])
 
 
+def _glowing_disc(c: Canvas, x: float, y: float, r: float, *, halo: float, alpha: int) -> None:
+    """A sun: a translucent halo ``halo`` times its radius, then the disc."""
+    c.draw.ellipse([x - halo * r, y - halo * r, x + halo * r, y + halo * r], fill=c.pal["sun"] + (alpha,))
+    c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.pal["sun"])
+
+
 @layer("sun")
 def _sun(c: Canvas, rng):
     r = rng.uniform(0.06, 0.09) * c.s
     x, y = rng.uniform(0.15, 0.85) * c.s, rng.uniform(0.3, 0.5) * c.h
-    c.draw.ellipse([x - 1.6 * r, y - 1.6 * r, x + 1.6 * r, y + 1.6 * r], fill=c.pal["sun"] + (70,))
-    c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.pal["sun"])
+    _glowing_disc(c, x, y, r, halo=1.6, alpha=70)
 
 
 @layer("clouds", moving=True)
@@ -591,8 +596,7 @@ def _sinking_sun(c: Canvas, rng):
     r = rng.uniform(0.14, 0.2) * c.s
     x = rng.uniform(0.3, 0.7) * c.s
     y = c.h - r * rng.uniform(0.3, 0.8) + rng.uniform(4.0, 6.0) * c.s / 64 * c.t
-    c.draw.ellipse([x - 1.5 * r, y - 1.5 * r, x + 1.5 * r, y + 1.5 * r], fill=c.pal["sun"] + (60,))
-    c.draw.ellipse([x - r, y - r, x + r, y + r], fill=c.pal["sun"])
+    _glowing_disc(c, x, y, r, halo=1.5, alpha=60)
 
 
 @layer("streak_clouds", moving=True)
