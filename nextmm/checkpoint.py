@@ -13,9 +13,6 @@ The frozen parts (ImageBind, Vicuna, the diffusion decoders) load from their own
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from peft.utils import load_peft_weights
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
 
 PROJECTORS_FILE = "projectors.safetensors"
@@ -47,9 +45,7 @@ def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
     """Write the trained parts to ``folder`` atomically: a crash leaves the old folder or none."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         save_file(projector_state(model), staging / PROJECTORS_FILE)
         if getattr(model, "trained_embeddings", False):  # loaded from a folder with full matrices: keep them
             weights = embedding_weights(model.llm)
@@ -62,22 +58,7 @@ def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
         config = OmegaConf.to_container(model.config, resolve=True)
         config.pop("trained", None)
         OmegaConf.save(OmegaConf.create(config), staging / CONFIG_FILE)
-        replace_dir(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
-
-
-def replace_dir(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``, replacing it; the swap is two renames on one filesystem."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_trained_parts(model: nn.Module, folder: str | Path) -> None:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +43,8 @@ from nextmm.checkpoint import (
     PROJECTORS_FILE,
     TOKENIZER_DIR,
     embedding_weights,
-    replace_dir,
 )
+from nextmm.atomic import staged_folder
 from nextmm.config import load_model_config
 from nextmm.errors import ConfigError
 from nextmm.llm import added_tokens, build_llm
@@ -219,9 +217,7 @@ def write_trained_parts(
     folder: Path,
 ) -> Path:
     """Write the folder ``load_trained_parts`` reads, through a temporary folder renamed into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         save_file(parts.projectors, staging / PROJECTORS_FILE)
         save_file(parts.embeddings, staging / EMBEDDINGS_FILE)
         adapter_config = copy.deepcopy(peft_config)
@@ -230,10 +226,6 @@ def write_trained_parts(
         save_file(parts.adapter, staging / ADAPTER_DIR / ADAPTER_WEIGHTS, metadata={"format": "pt"})
         tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
         OmegaConf.save(config, staging / CONFIG_FILE)
-        replace_dir(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

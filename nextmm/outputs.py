@@ -7,7 +7,6 @@ so an interrupted run never leaves a file that looks complete but is not.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -17,11 +16,10 @@ import numpy as np
 import soundfile
 from moviepy import AudioFileClip, ImageSequenceClip
 
+from nextmm.atomic import staged_file
 from nextmm.generation import Turn
 
 RESULT_FILE = "result.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def write_turn(turn: Turn, output_dir: str | Path, *, prompt: str, model: str, seed: int,
@@ -95,13 +93,6 @@ def even_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def _atomic(path: Path, write) -> None:
-    """Run ``write(temp_path)`` and rename the result to ``path``; remove the temp file on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Run ``write(temp_path)`` and rename the result to ``path`` (nextmm.atomic.staged_file)."""
+    with staged_file(path) as staging:
+        write(str(staging))

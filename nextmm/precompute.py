@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from nextmm import cli
-from nextmm.checkpoint import replace_dir
+from nextmm.atomic import staged_folder
 from nextmm.data.dataset import read_sources
 from nextmm.data.targets import INDEX_FILE, decoder_fingerprint, shard_name
 from nextmm.decoders import Decoders
@@ -45,9 +43,7 @@ def precompute(
     decoders: Decoders, decoders_cfg, captions: dict[str, list[str]], output: Path, *, batch_size: int, shard_size: int
 ) -> Path:
     """Encode ``captions`` ({modality: [caption]}) and write the targets folder ``output``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         index = {"modalities": {}, "captions": {}}
         shards: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
         for modality, texts in captions.items():
@@ -67,10 +63,6 @@ def precompute(
         for shard, tensors in shards.items():
             save_file(tensors, staging / shard_name(shard))
         (staging / INDEX_FILE).write_text(json.dumps(index))
-        replace_dir(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output
 
 

@@ -32,7 +32,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
-from nextmm.checkpoint import load_trained_parts, replace_dir, save_trained_parts
+from nextmm.atomic import replace_dir
+from nextmm.checkpoint import load_trained_parts, save_trained_parts
 from nextmm.config import resolve_path
 from nextmm.data.dataset import Batch, Skipped
 from nextmm.errors import ConfigError, UserError

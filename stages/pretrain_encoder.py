@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from nextmm import cli
+from nextmm.atomic import staged_file
 from nextmm.contrastive import InfoNCE, retrieval_at_1
 from nextmm.encoder import IMAGEBIND_MODALITY, ImageBindEncoder
 from nextmm.errors import ConfigError
@@ -152,16 +152,6 @@ def forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
         yield from loader
 
 
-def save_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """write(temporary path) then rename over `path`: a crash leaves the old file or none."""
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-
-
 def train(cfg: DictConfig) -> dict:
     """Train as `cfg` says; returns per-step losses, the held-out R@1 and the checkpoint path."""
     # 1. the run and the data
@@ -227,10 +217,12 @@ def train(cfg: DictConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "imagebind.pth"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_atomically(checkpoint, lambda path: torch.save(state, path))
-    save_atomically(output_dir / "config.yaml", lambda path: OmegaConf.save(cfg, path, resolve=True))
-    save_atomically(output_dir / "retrieval.json",
-                    lambda path: path.write_text(json.dumps(retrieval, indent=1) + "\n", encoding="utf-8"))
+    with staged_file(checkpoint) as path:
+        torch.save(state, path)
+    with staged_file(output_dir / "config.yaml") as path:
+        OmegaConf.save(cfg, path, resolve=True)
+    with staged_file(output_dir / "retrieval.json") as path:
+        path.write_text(json.dumps(retrieval, indent=1) + "\n", encoding="utf-8")
     log.info("wrote %s (use encoder.checkpoint=%s)", checkpoint, checkpoint)
     return {"losses": losses, "retrieval": retrieval, "checkpoint": checkpoint, "trainable": trainable}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from nextmm import cli, training
-from nextmm.checkpoint import replace_dir
+from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
 from nextmm.toyworld.corpus import Document, corpus_documents, corpus_text
 
@@ -126,12 +125,10 @@ def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, length: int) -> floa
 
 def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, output_dir: Path) -> Path:
     """Write <output_dir>/llm/ whole: into a folder aside, then renamed."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{LLM_DIR}.", dir=output_dir))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
     target = output_dir / LLM_DIR
-    replace_dir(staging, target)
+    with staged_folder(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -374,14 +372,12 @@ def build(
     """Write the data set to ``output`` (replacing it); returns the folder."""
     from tqdm.auto import tqdm
 
-    from nextmm.checkpoint import replace_dir
+    from nextmm.atomic import staged_folder
 
     concepts = list(concepts or CONCEPT_NAMES)
     the_plan = plan(seed, concepts, samples, instructions, eval_samples, eval_prompts)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         for relative, value in the_plan.annotations.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -408,10 +404,6 @@ def build(
                 raise RuntimeError("a toyworld rendering process died (a script read from stdin cannot start "
                                    "spawned workers); run it from a file, or with workers=1 to see the error") from None
         progress.close()
-        replace_dir(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("wrote %d media files and %d annotation files to %s", manifest["media_files"], len(the_plan.annotations),
              output)
     return output
