@@ -18,7 +18,7 @@ from nextmm.errors import ConfigError, UserError
 from nextmm.generation import Conversation, to_media
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
-from nextmm.outputs import write_turn
+from nextmm.outputs import media_path, write_turn
 
 SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
             "num_frames", "audio_seconds", "seed")
@@ -74,8 +74,7 @@ def main(cfg: DictConfig) -> None:
 
     print(turn.text)
     for modality, index in turn.outputs:
-        suffix = {"image": "png", "audio": "wav", "video": "mp4"}[modality]
-        print(output_dir / f"{modality}_{index}.{suffix}")
+        print(media_path(output_dir, modality, index))
     print(result)
 
 

@@ -20,6 +20,12 @@ from nextmm.atomic import staged_file
 from nextmm.generation import Turn
 
 RESULT_FILE = "result.json"
+FILE_TYPES = {"image": "png", "audio": "wav", "video": "mp4"}
+
+
+def media_path(output_dir: str | Path, modality: str, index: int) -> Path:
+    """Where a turn's ``index``-th output of ``modality`` is written, e.g. ``<output_dir>/video_0.mp4``."""
+    return Path(output_dir) / f"{modality}_{index}.{FILE_TYPES[modality]}"
 
 
 def write_turn(turn: Turn, output_dir: str | Path, *, prompt: str, model: str, seed: int,
@@ -33,7 +39,7 @@ def write_turn(turn: Turn, output_dir: str | Path, *, prompt: str, model: str, s
     output_dir.mkdir(parents=True, exist_ok=True)
     written: list[dict] = []
     for modality, index in turn.outputs:
-        path = output_dir / f"{modality}_{index}.{ {'image': 'png', 'audio': 'wav', 'video': 'mp4'}[modality] }"
+        path = media_path(output_dir, modality, index)
         item = turn.media(modality)[index]
         if modality == "image":
             _atomic(path, lambda tmp, item=item: item.save(tmp, format="PNG"))
