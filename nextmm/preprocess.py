@@ -17,6 +17,7 @@ import logging
 import math
 import os
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +80,11 @@ def load_media(modality: str, path: str | os.PathLike) -> torch.Tensor:
     Raises MediaError (one line, naming the file) when the file is missing, has an extension this
     modality does not read, cannot be decoded, or holds no usable content.
     """
+    return load_media_with(modality, path, _LOADERS[modality])
+
+
+def load_media_with(modality: str, path: str | os.PathLike, loader) -> Any:
+    """`loader(path)` after load_media's checks, with its errors turned into one-line MediaErrors."""
     check_modality(modality)
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -90,7 +96,7 @@ def load_media(modality: str, path: str | os.PathLike) -> torch.Tensor:
             f"use one of {' '.join(SUPPORTED_EXTENSIONS[modality])}"
         )
     try:
-        return _LOADERS[modality](path)
+        return loader(path)
     except MediaError:
         raise
     except _UnusableMedia as err:  # decoded, but nothing ImageBind can use (e.g. 10 ms of audio)
@@ -182,7 +188,7 @@ def video_tensor(frames: np.ndarray | torch.Tensor, fps: float) -> torch.Tensor:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"frames must be (F, H, W, 3) uint8, got {tuple(frames.shape)} {frames.dtype}")
     clips = [frames[indices] for indices in video_frame_indices(frames.shape[0], fps)]
-    return _video_clips_tensor(clips)
+    return video_clips_tensor(clips)
 
 
 def video_frame_indices(num_frames: int, fps: float) -> list[torch.Tensor]:
@@ -216,8 +222,8 @@ def clip_timepoints(duration: float, clip_duration: float, clips: int) -> list[t
     return [(step * i, step * i + clip_duration) for i in range(clips)]
 
 
-def _video_clips_tensor(clips: list[torch.Tensor]) -> torch.Tensor:
-    """Clips of (2, H, W, 3) uint8 frames -> (len(clips) * 3, 3, 2, 224, 224)."""
+def video_clips_tensor(clips: list[torch.Tensor]) -> torch.Tensor:
+    """Clips of (2, H, W, 3) uint8 frames -> (len(clips) * 3, 3, 2, 224, 224): scaled, normalised, 3 crops each."""
     mean = torch.tensor(CLIP_MEAN)[:, None, None, None]
     std = torch.tensor(CLIP_STD)[:, None, None, None]
     crops = []
@@ -270,6 +276,17 @@ def _load_audio(path: str) -> torch.Tensor:
 
 
 def _load_video(path: str) -> torch.Tensor:
+    return video_clips_tensor(_decode_clip_frames(path))
+
+
+def load_video_clip_frames(path: str | os.PathLike) -> list[torch.Tensor]:
+    """The decoded frames ImageBind uses from a video file: one (2, H, W, 3) uint8 tensor per clip (5 clips),
+    before scaling and cropping (`video_clips_tensor` finishes them). Small enough to keep in memory, so a
+    training set decodes each file once. Errors as `load_media`."""
+    return load_media_with("video", path, _decode_clip_frames)
+
+
+def _decode_clip_frames(path: str) -> list[torch.Tensor]:
     """Decode only the frames data.py would use, so a long video never sits in memory whole.
 
     imageio-ffmpeg (the ffmpeg behind moviepy and imageio) first counts the decoded frames, then
@@ -301,7 +318,7 @@ def _load_video(path: str) -> torch.Tensor:
             f"{path}: video ended after fewer frames than its {num_frames} counted ones; re-encode it "
             "(e.g. ffmpeg -i in.mp4 out.mp4)"
         )
-    return _video_clips_tensor([torch.stack([decoded[int(i)] for i in indices]) for indices in per_clip])
+    return [torch.stack([decoded[int(i)] for i in indices]) for indices in per_clip]
 
 
 _LOADERS = {"image": _load_image, "audio": _load_audio, "video": _load_video}
