@@ -11,13 +11,14 @@ CC BY-NC-SA 4.0). Inputs are what `nextmm.preprocess` produces:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
 import os
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ INPUT_LAYOUT = {
     "audio": "(B, S, 1, 128, 204)",
     "video": "(B, S, 3, 2, 224, 224)",
 }
+TEXT_LENGTH = 77  # ImageBind's text context, in CLIP tokens
 
 
 def load_imagebind_model_module() -> types.ModuleType:
@@ -135,6 +137,32 @@ class ImageBindEncoder(nn.Module):
         if tokens.ndim != 2:
             raise ValueError(f"text input must be (B, 77) token ids, got shape {tuple(tokens.shape)}")
         return self.model({"text": tokens.to(self.device, torch.long)})["text"]
+
+    def encode_captions(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts with ImageBind's own text tower -> (B, embed_dim)."""
+        return self.encode_text(text_token_ids(texts))
+
+
+def text_token_ids(texts: Sequence[str]) -> torch.Tensor:
+    """Texts -> (B, 77) CLIP ids as ImageBind's own tokenizer gives them: <start> text <end>, zero-padded.
+
+    ImageBind finds the end token by argmax, so it stays the last real token when a long text is cut.
+    """
+    tokenizer = _clip_tokenizer()
+    out = torch.zeros(len(texts), TEXT_LENGTH, dtype=torch.long)
+    for row, text in enumerate(texts):
+        ids = tokenizer(text)["input_ids"]
+        if len(ids) > TEXT_LENGTH:
+            ids = ids[: TEXT_LENGTH - 1] + ids[-1:]
+        out[row, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+@functools.cache
+def _clip_tokenizer():
+    from nextmm.offline_tokenizers import clip_tokenizer  # transformers, imported only when text is embedded
+
+    return clip_tokenizer()
 
 
 def _model_kwargs(imagebind_cfg: Any) -> dict[str, Any]:

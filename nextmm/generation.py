@@ -5,7 +5,7 @@ A turn is a numbered sequence of plain steps:
     2. think: the LLM generates with its KV cache; signal runs are completed as they start
     3. collect: last-layer states of every generated token, from generation plus one cached forward
     4. project: each signal run's states -> its decoder's conditioning
-    5. decode: the diffusion decoders render the media
+    5. decode: the diffusion decoders render the media (skipped with render=False)
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class GenerationSettings:
     outputs: Sequence[str] | None = None  # None: the model decides; else these modalities are produced
     seed: int = 0
     progress: bool = True
+    render: bool = True  # False: stop after the LLM, no diffusion; Turn.signals still names what it asked for
 
     def updated(self, **changes) -> "GenerationSettings":
         known = {f.name for f in fields(self)}
@@ -66,6 +67,7 @@ class Turn:
     audios: list[np.ndarray] = field(default_factory=list)  # float32 (samples,) at sample_rate
     videos: list[np.ndarray] = field(default_factory=list)  # uint8 (F, H, W, 3)
     outputs: list[tuple[str, int]] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)  # the modality of each complete signal run, rendered or not
     sample_rate: int = 16000
     fps: int = 8
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -175,11 +177,13 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
     timings["collect"] = time.perf_counter() - start
 
     # 4. project and 5. decode
+    spans = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
     turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
-                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps)
+                signals=[span.modality for span in spans], sample_rate=model.decoders.sample_rate,
+                fps=model.decoders.fps)
     generator = torch.Generator().manual_seed(settings.seed)
-    for span in find_signal_spans(generated, model.signal_ids):
-        if not span.complete or len(states) < span.start + span.length:
+    for span in spans if settings.render else ():
+        if len(states) < span.start + span.length:
             continue
         start = time.perf_counter()
         hidden = torch.stack(states[span.start : span.start + span.length])[None]  # (1, N, H)

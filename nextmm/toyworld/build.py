@@ -368,8 +368,13 @@ def build(
     concepts: Sequence[str] | None = None,
     settings: Settings = Settings(),
     workers: int = 2,
+    progress: bool = True,
 ) -> Path:
-    """Write the data set to ``output`` (replacing it); returns the folder."""
+    """Write the data set to ``output`` (replacing it); returns the folder.
+
+    ``samples=0, instructions=0`` writes the held-out ``eval/`` part alone (with empty training files): it depends
+    only on ``seed``, the concepts, ``eval_samples`` and ``eval_prompts``.
+    """
     from tqdm.auto import tqdm
 
     from nextmm.atomic import staged_folder
@@ -390,20 +395,20 @@ def build(
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         args = [(job, staging, settings) for job in the_plan.jobs]
-        progress = tqdm(total=manifest["media_files"], desc="toyworld media", unit="file")
+        bar = tqdm(total=manifest["media_files"], desc="toyworld media", unit="file", disable=not progress)
         if workers <= 1:
             for arg in args:
-                progress.update(_run_job(arg))
+                bar.update(_run_job(arg))
         else:  # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
             context = multiprocessing.get_context("spawn")  # workers import numpy and PIL only, never torch
             try:
                 with ProcessPoolExecutor(workers, mp_context=context) as pool:
                     for written in pool.map(_run_job, args, chunksize=8):
-                        progress.update(written)
+                        bar.update(written)
             except BrokenProcessPool:
                 raise RuntimeError("a toyworld rendering process died (a script read from stdin cannot start "
                                    "spawned workers); run it from a file, or with workers=1 to see the error") from None
-        progress.close()
+        bar.close()
     log.info("wrote %d media files and %d annotation files to %s", manifest["media_files"], len(the_plan.annotations),
              output)
     return output

@@ -1,0 +1,358 @@
+"""``python -m nextmm.eval model=toyworld``: the toyworld evaluation, printed as one JSON object.
+
+Four measurements on the held-out part of a toyworld (``eval/`` of a built world, docs/toyworld.md):
+
+    retrieval        the encoder alone: concept R@1 text <-> image, audio, video over the held-out scenes
+    captioning       X -> text: a held-out question about a held-out medium; right when the answer names its concept
+    modality_switch  a held-out prompt; right when the answer asks for exactly the expected set of media
+    text_to_x        a held-out request with its medium forced; right when the encoder puts the rendered medium
+                     nearest to its own concept's canonical caption, among every concept's
+
+Captioning and modality switching stop after the LLM (``render=False``): no diffusion runs for them. With
+``data_root=null`` the held-out set is first rendered into a temporary folder, from the seed and counts of the
+shipped model's world, so the command needs no data. The measuring functions take anything with the model's
+``chat`` (and ``encoder``), so tests drive them with stubs; the scoring functions take plain values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from nextmm import cli
+from nextmm.contrastive import retrieval_at_1
+from nextmm.errors import ConfigError
+from nextmm.modality import MODALITIES
+from nextmm.toyworld import concept_of
+from nextmm.toyworld import language as lang
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("retrieval", "captioning", "modality_switch", "text_to_x")
+TARGETS = {"retrieval": 0.9, "captioning": 0.9, "modality_switch": 0.95, "text_to_x": 0.8}
+EVAL_FILES = ("samples.json", "captions.json", "modality_switch.json", "concepts.json")
+MEDIA_ARGUMENT = {"image": "images", "audio": "audios", "video": "videos"}  # model.chat's keyword per modality
+DEFAULT_GUIDANCE = 7.5  # when neither the config nor the decoder config names one (GenerationSettings' default)
+
+
+# ------------------------------------------------------------------------------------------ the data
+@dataclass(frozen=True)
+class EvalSet:
+    """The held-out files of a toyworld; media paths in them are relative to ``folder``."""
+
+    folder: Path  # the world's eval/
+    samples: list[dict]  # {"id", "concept", "image", "audio", "video", "captions": {m: held-out caption}}
+    captions: list[dict]  # {"concept", "modality", "file", "prompt"}
+    modality_switch: list[dict]  # {"concept", "prompt", "modalities"}
+    concepts: dict[str, dict]  # concept -> {"keywords", "captions": {m: canonical caption}}
+
+    @classmethod
+    def load(cls, root: str | Path) -> "EvalSet":
+        """Read ``<root>/eval/`` (or ``root`` itself when it is the eval folder)."""
+        root = Path(root)
+        folder = root if (root / "samples.json").is_file() else root / "eval"
+        missing = [name for name in EVAL_FILES if not (folder / name).is_file()]
+        if missing:
+            raise ConfigError(
+                f"data_root={root} holds no toyworld eval set ({', '.join(missing)} missing in {folder}): give a "
+                "world built by python -m nextmm.toyworld.build, or data_root=null to render the held-out set"
+            )
+        data = {}
+        for name in EVAL_FILES:
+            try:
+                data[name.removesuffix(".json")] = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ConfigError(f"cannot read {folder / name}: {error}") from None
+        return cls(folder, **data)
+
+
+def render_eval_set(output: str | Path, *, seed: int, eval_samples: int, eval_prompts: int, workers: int = 2,
+                    progress: bool = True) -> Path:
+    """Render only the held-out part of the toyworld of ``seed`` into ``output``; returns the world folder."""
+    from nextmm.toyworld.build import build
+
+    return build(output, seed=seed, samples=0, instructions=0, eval_samples=eval_samples, eval_prompts=eval_prompts,
+                 workers=workers, progress=progress)
+
+
+def text_to_x_prompts(concepts: Iterable[str], per_concept: int, seed: int = 0) -> list[dict]:
+    """Held-out single-medium requests: per concept, modality and index {"concept", "modality", "prompt"}.
+
+    Template and subject come from the held-out wordings of nextmm.toyworld.language, drawn from (seed, concept,
+    modality, index), so the list is the same on every run.
+    """
+    from nextmm.toyworld.build import text_rng
+
+    prompts = []
+    for concept in concepts:
+        for modality in MODALITIES:
+            for index in range(per_concept):
+                rng = text_rng(seed, "text-to-x", concept, modality, index)
+                subject = lang.subject(concept, rng, "heldout")
+                prompts.append({"concept": concept, "modality": modality,
+                                "prompt": lang.request([modality], subject, rng, "heldout")})
+    return prompts
+
+
+def subset(items: Sequence[dict], limit: int | None, seed: int = 0) -> list[dict]:
+    """At most ``limit`` items, spread over the concepts: each concept's items shuffled (seeded), then taken in
+    turn, one concept after another. None keeps them all, in order."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    rng = np.random.default_rng(seed)
+    by_concept: dict[str, list[dict]] = {}
+    for item in items:
+        by_concept.setdefault(item["concept"], []).append(item)
+    queues = [[group[i] for i in rng.permutation(len(group))] for group in by_concept.values()]
+    picked = []
+    for position in range(max(len(q) for q in queues)):
+        picked += [q[position] for q in queues if position < len(q)]
+    return picked[:limit]
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def names_concept(answer: str, concept: str) -> bool:
+    """A caption is right when it names its concept and no other (the concepts' keywords are disjoint)."""
+    return concept_of(answer) == concept
+
+
+def same_outputs(produced: Iterable[str], expected: Iterable[str]) -> bool:
+    """Modality switching is right when the answer asked for exactly the expected set of media."""
+    return set(produced) == set(expected)
+
+
+def output_kind(modalities: Iterable[str]) -> str:
+    """"text" for a text-only answer, else the media in MODALITIES order: "image+audio"."""
+    wanted = set(modalities)
+    return "+".join(m for m in MODALITIES if m in wanted) or "text"
+
+
+def accuracy_by(results: Iterable[tuple[str, bool]], overall: bool = True) -> dict[str, float]:
+    """(group, right) pairs -> the share right per group, in first-seen order, then "overall"."""
+    groups: dict[str, list[bool]] = {}
+    for group, right in results:
+        groups.setdefault(group, []).append(bool(right))
+    scores = {group: sum(rights) / len(rights) for group, rights in groups.items()}
+    if overall and groups:
+        everything = [right for rights in groups.values() for right in rights]
+        scores["overall"] = sum(everything) / len(everything)
+    return scores
+
+
+def retrieval_scores(media: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor],
+                     labels: torch.Tensor) -> dict[str, float]:
+    """Concept R@1 both ways per modality: media[m] (N, D) and texts[m] (N, D) embed the same N scenes, whose
+    concepts are ``labels`` (N,); a query is right when its nearest key shows the same concept."""
+    scores = {}
+    for m in media:
+        scores[f"text->{m}"] = retrieval_at_1(texts[m], media[m], labels, labels)
+        scores[f"{m}->text"] = retrieval_at_1(media[m], texts[m], labels, labels)
+    return scores
+
+
+def nearest(queries: torch.Tensor, keys: torch.Tensor, names: Sequence[str]) -> list[str]:
+    """The name of the most cosine-similar key (K, D) for each query (Q, D)."""
+    similarity = F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).T  # (Q, K)
+    return [names[int(i)] for i in similarity.argmax(dim=1)]
+
+
+def passed(section: str, scores: Mapping[str, float]) -> bool:
+    """Whether a section meets its target: every retrieval direction, overall captioning and modality-switch
+    accuracy, every text -> X modality."""
+    if section in ("captioning", "modality_switch"):
+        scores = {"overall": scores["overall"]}
+    return bool(scores) and all(value >= TARGETS[section] for value in scores.values())
+
+
+# --------------------------------------------------------------------------------------------- measuring
+def _bar(items: Sequence | None, section: str, progress: bool, total: int | None = None) -> tqdm:
+    return tqdm(items, desc=section, total=total, unit="item", disable=not progress, leave=False, dynamic_ncols=True)
+
+
+@torch.no_grad()
+def retrieval(encoder, eval_set: EvalSet, *, samples: Sequence[dict] | None = None, batch_size: int = 8,
+              progress: bool = True) -> dict[str, float]:
+    """Zero-shot concept R@1 of the encoder between each held-out scene's media and its held-out captions."""
+    from nextmm.preprocess import load_media
+
+    samples = eval_set.samples if samples is None else samples
+    concept_index = {c: i for i, c in enumerate(eval_set.concepts)}
+    labels = torch.tensor([concept_index[s["concept"]] for s in samples])
+    media, texts = {}, {}
+    with _bar(None, "retrieval", progress, total=len(samples) * len(MODALITIES)) as bar:
+        for m in MODALITIES:
+            parts = []
+            for start in range(0, len(samples), batch_size):
+                batch = samples[start : start + batch_size]
+                parts.append(encoder(m, torch.stack([load_media(m, eval_set.folder / s[m]) for s in batch])).cpu())
+                bar.update(len(batch))
+            media[m] = torch.cat(parts)  # (N, D)
+            texts[m] = encoder.encode_captions([s["captions"][m] for s in samples]).cpu()  # (N, D)
+    return retrieval_scores(media, texts, labels)
+
+
+def captioning(model, eval_set: EvalSet, *, records: Sequence[dict] | None = None, max_new_tokens: int = 48,
+               seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """X -> text: each record's held-out question about its medium, answered greedily; concept accuracy per
+    modality and overall."""
+    records = eval_set.captions if records is None else records
+    results = []
+    for record in _bar(records, "captioning", progress):
+        m = record["modality"]
+        turn = model.chat(record["prompt"], **{MEDIA_ARGUMENT[m]: [eval_set.folder / record["file"]]},
+                          max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, render=False, progress=False)
+        results.append((m, names_concept(turn.text, record["concept"])))
+    return accuracy_by(sorted(results, key=lambda r: MODALITIES.index(r[0])))
+
+
+def modality_switch(model, eval_set: EvalSet, *, records: Sequence[dict] | None = None, max_new_tokens: int = 128,
+                    seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Each held-out prompt answered greedily, up to the signal tokens (nothing rendered); right when the
+    answer's signal runs name exactly the expected modalities. Accuracy per expected set and overall."""
+    records = eval_set.modality_switch if records is None else records
+    results = []
+    for record in _bar(records, "modality_switch", progress):
+        turn = model.chat(record["prompt"], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, render=False,
+                          progress=False)
+        results.append((output_kind(record["modalities"]), same_outputs(turn.signals, record["modalities"])))
+    order = [output_kind(k) for k in ([], *([m] for m in MODALITIES), *lang.MULTI_REQUESTS)]
+    return accuracy_by(sorted(results, key=lambda r: order.index(r[0]) if r[0] in order else len(order)))
+
+
+@torch.no_grad()
+def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_tokens: int = 128, seed: int = 0,
+              num_inference_steps: int | None = None, guidance_scale: Mapping[str, float] | None = None,
+              progress: bool = True) -> dict[str, float]:
+    """Each prompt answered with its modality forced and rendered; the encoder embeds the rendered medium and
+    finds the nearest of every concept's canonical caption for that modality. Accuracy per modality.
+    ``guidance_scale``: per modality, default 7.5."""
+    from nextmm.generation import to_media
+
+    names = list(eval_set.concepts)
+    keys = {m: model.encoder.encode_captions([eval_set.concepts[c]["captions"][m] for c in names]).cpu()
+            for m in MODALITIES}  # (C, D) each
+    results = []
+    for item in _bar(prompts, "text_to_x", progress):
+        m = item["modality"]
+        turn = model.chat(item["prompt"], outputs=[m], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed,
+                          num_inference_steps=num_inference_steps,
+                          guidance_scale=(guidance_scale or {}).get(m, DEFAULT_GUIDANCE), progress=False)
+        rendered = turn.media(m)[0]
+        medium = rendered if m == "image" else (rendered, turn.sample_rate if m == "audio" else turn.fps)
+        embedding = model.encoder(m, to_media(m, medium).data[None]).cpu()  # (1, D)
+        results.append((m, nearest(embedding, keys[m], names)[0] == item["concept"]))
+    return accuracy_by(sorted(results, key=lambda r: MODALITIES.index(r[0])), overall=False)
+
+
+def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, limit: int | None = None,
+             seed: int = 0, max_new_tokens: Mapping[str, int] | None = None, text_to_x_per_concept: int = 1,
+             num_inference_steps: int | None = None, guidance_scale: float | None = None, batch_size: int = 8,
+             progress: bool = True) -> dict:
+    """Run the sections asked for; returns {section: scores, "targets", "passed", "items", "timings_s"}."""
+    tokens = {"captioning": 48, "modality_switch": 128, "text_to_x": 128, **(max_new_tokens or {})}
+    items = {
+        "retrieval": subset(eval_set.samples, limit, seed),
+        "captioning": subset(eval_set.captions, limit, seed),
+        "modality_switch": subset(eval_set.modality_switch, limit, seed),
+        "text_to_x": subset(text_to_x_prompts(eval_set.concepts, text_to_x_per_concept, seed), limit, seed),
+    }
+    guidance = {m: float(guidance_scale if guidance_scale is not None else
+                         model.decoders.cfg[m].get("guidance_scale", DEFAULT_GUIDANCE)) for m in MODALITIES}
+
+    run = {
+        "retrieval": lambda: retrieval(model.encoder, eval_set, samples=items["retrieval"], batch_size=batch_size,
+                                       progress=progress),
+        "captioning": lambda: captioning(model, eval_set, records=items["captioning"], seed=seed, progress=progress,
+                                         max_new_tokens=tokens["captioning"]),
+        "modality_switch": lambda: modality_switch(model, eval_set, records=items["modality_switch"], seed=seed,
+                                                   max_new_tokens=tokens["modality_switch"], progress=progress),
+        "text_to_x": lambda: text_to_x(model, eval_set, items["text_to_x"], seed=seed, guidance_scale=guidance,
+                                       max_new_tokens=tokens["text_to_x"], num_inference_steps=num_inference_steps,
+                                       progress=progress),
+    }
+    result: dict = {}
+    timings, met = {}, {}
+    for section in sections:
+        start = time.perf_counter()
+        scores = run[section]()
+        timings[section] = round(time.perf_counter() - start, 2)
+        result[section] = {k: round(v, 4) for k, v in scores.items()}
+        met[section] = passed(section, scores)
+        log.info("%s (%d items, %.0f s): %s", section, len(items[section]), timings[section],
+                 " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    result["targets"] = {s: TARGETS[s] for s in sections}
+    result["passed"] = met
+    result["items"] = {s: len(items[s]) for s in sections}
+    result["timings_s"] = timings
+    return result
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def _sections(value) -> list[str]:
+    sections = [str(s) for s in ([value] if isinstance(value, str) else value or [])]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise ConfigError(f"sections={sections}: choose from {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in sections]
+
+
+def main(cfg: DictConfig) -> None:
+    from nextmm.atomic import staged_file
+    from nextmm.generate import resolve_device, resolve_dtype
+    from nextmm.model import NextMM
+
+    sections = _sections(cfg.sections)
+    if cfg.limit is not None and not (isinstance(cfg.limit, int) and cfg.limit >= 1):
+        raise ConfigError(f"limit={cfg.limit}: give a positive number of items per section, or null for all")
+    if not (isinstance(cfg.text_to_x_prompts, int) and cfg.text_to_x_prompts >= 1):
+        raise ConfigError(f"text_to_x_prompts={cfg.text_to_x_prompts}: give a positive number")
+    tokens = cfg.max_new_tokens  # one number for every section, or {section: number}
+    tokens = {s: tokens for s in SECTIONS} if isinstance(tokens, int) else dict(tokens)
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    progress = not cfg.quiet
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nextmm-eval-") as scratch:
+        # 1. the held-out set, read (or rendered) before the model is built: a bad data_root fails in a second
+        if cfg.data_root is not None:
+            eval_set, data = EvalSet.load(cfg.data_root), str(cfg.data_root)
+        else:
+            world = cfg.world
+            log.info("rendering the held-out toyworld set (seed %d) into a temporary folder", world.seed)
+            root = render_eval_set(Path(scratch) / "toyworld", seed=world.seed, eval_samples=world.eval_samples,
+                                   eval_prompts=world.eval_prompts, workers=world.workers, progress=progress)
+            eval_set = EvalSet.load(root)
+            data = (f"rendered: seed={world.seed} eval_samples={world.eval_samples} "
+                    f"eval_prompts={world.eval_prompts}")
+        # 2. the model, 3. the sections
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        scores = evaluate(model, eval_set, sections=sections, limit=cfg.limit, seed=cfg.seed,
+                          max_new_tokens=tokens, text_to_x_per_concept=cfg.text_to_x_prompts,
+                          num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+                          batch_size=cfg.batch_size, progress=progress)
+    result = {"model": cfg.model.name, "data": data, "seed": cfg.seed, **scores}
+    result["timings_s"]["total"] = round(time.perf_counter() - start, 2)
+    text = json.dumps(result, indent=1)
+    if cfg.output:
+        output = Path(cfg.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with staged_file(output) as path:
+            path.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    cli.run("eval", main)

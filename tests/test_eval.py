@@ -1,0 +1,227 @@
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextmm import cli
+from nextmm.encoder import text_token_ids
+from nextmm.eval import (
+    SECTIONS,
+    EvalSet,
+    accuracy_by,
+    captioning,
+    main,
+    modality_switch,
+    names_concept,
+    nearest,
+    output_kind,
+    passed,
+    retrieval_scores,
+    same_outputs,
+    subset,
+    text_to_x,
+    text_to_x_prompts,
+)
+from nextmm.modality import MODALITIES
+from nextmm.toyworld import CONCEPT_NAMES, concept_of
+from nextmm.toyworld import language as lang
+from nextmm.toyworld.build import build, plan
+
+CONCEPTS = ["beach", "city"]
+FAST = ["quiet=true", "limit=2", "max_new_tokens=4", "num_inference_steps=1"]
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The held-out part alone of a two-concept world: one scene per concept, every kind of switch prompt."""
+    return build(tmp_path_factory.mktemp("eval") / "world", samples=0, instructions=0, eval_samples=1,
+                 eval_prompts=10, concepts=CONCEPTS, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def eval_set(world):
+    return EvalSet.load(world)
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("eval", main, argv)
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+# ------------------------------------------------------------------------------------------- the command
+def test_cli_prints_one_json_object_with_every_section(world, tmp_path, capsys):
+    output = tmp_path / "scores" / "eval.json"
+    code, out, err = run_cli([f"data_root={world}", f"output={output}", *FAST], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(SECTIONS) <= set(result) and result["model"] == "tiny" and result["data"] == str(world)
+    assert set(result["retrieval"]) == {f"{a}->{b}" for m in MODALITIES for a, b in (("text", m), (m, "text"))}
+    assert "overall" in result["captioning"] and "overall" in result["modality_switch"]
+    for section in SECTIONS:
+        assert result[section] and all(0.0 <= v <= 1.0 for v in result[section].values()), section
+        assert isinstance(result["passed"][section], bool) and 0 < result["targets"][section] < 1
+        assert result["items"][section] == 2
+    assert json.loads(output.read_text()) == result
+
+
+def test_without_data_root_the_held_out_set_is_rendered(capsys):
+    argv = ["sections=[modality_switch]", "world.eval_samples=1", "world.eval_prompts=1", "world.workers=1", *FAST]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["data"].startswith("rendered: seed=0") and set(result["passed"]) == {"modality_switch"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("data_root={missing}", "holds no toyworld eval set"), ("sections=[speed]", "sections="),
+     ("limit=0", "limit=")],
+    ids=["bad-data-root", "unknown-section", "zero-limit"],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, override, message):
+    code, out, err = run_cli([override.format(missing=tmp_path / "nowhere"), "quiet=true"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_the_eval_only_build_writes_the_same_held_out_set_as_a_full_one(world):
+    eval_only, full = plan(0, CONCEPTS, 0, 0, 1, 10), plan(0, CONCEPTS, 3, 2, 1, 10)
+    held_out = [k for k in full.annotations if k.startswith("eval/")]
+    assert len(held_out) == 4 and all(eval_only.annotations[k] == full.annotations[k] for k in held_out)
+    assert len(list((world / "eval").rglob("*.png"))) == len(CONCEPTS)
+    assert not list((world / "T_X_pair_data").rglob("*.png"))
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def test_retrieval_is_perfect_when_embeddings_match_and_zero_when_they_swap():
+    labels = torch.tensor([0, 0, 1, 2])
+    generator = torch.Generator().manual_seed(0)
+    media = {m: torch.eye(3)[labels] + 0.1 * torch.rand(4, 3, generator=generator) for m in MODALITIES}
+    texts = {m: torch.eye(3)[labels] + 0.1 * torch.rand(4, 3, generator=generator) for m in MODALITIES}
+    assert set(retrieval_scores(media, texts, labels).values()) == {1.0}
+    swapped = {m: torch.eye(3)[(labels + 1) % 3] for m in MODALITIES}
+    assert set(retrieval_scores(media, swapped, labels).values()) == {0.0}
+
+
+class StubModel:
+    """Answers from a table instead of an LLM; records how it was asked."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def chat(self, prompt, **kwargs):
+        self.calls.append((prompt, kwargs))
+        return self.answer(prompt, kwargs)
+
+
+def test_captioning_counts_an_answer_that_names_the_right_concept(eval_set):
+    # every answer talks about the sea: right for the beach's media, wrong for the city's
+    model = StubModel(lambda prompt, kwargs: SimpleNamespace(text="It shows a surfer on the waves.", signals=[]))
+    scores = captioning(model, eval_set, progress=False)
+    assert scores == {"image": 0.5, "audio": 0.5, "video": 0.5, "overall": 0.5}
+    _, kwargs = model.calls[0]
+    assert kwargs["render"] is False and kwargs["temperature"] == 0.0
+    (files,) = [kwargs[key] for key in ("images", "audios", "videos") if key in kwargs]
+    assert files[0].is_file()
+    assert names_concept("a city street", "city") and not names_concept("the sea by the city", "city")
+    assert not names_concept("nothing at all", "city")
+
+
+def test_modality_switch_needs_exactly_the_expected_set(eval_set):
+    def answer(prompt, kwargs):  # right, in another order, except one extra audio for every image request
+        expected = next(r["modalities"] for r in eval_set.modality_switch if r["prompt"] == prompt)
+        extra = ["audio"] if expected == ["image"] else []
+        return SimpleNamespace(text="", signals=list(reversed(expected)) + extra)
+
+    model = StubModel(answer)
+    scores = modality_switch(model, eval_set, progress=False)
+    assert scores["image"] == 0.0 and scores["text"] == 1.0 and scores["image+audio+video"] == 1.0
+    assert scores["overall"] == pytest.approx(1 - 2 / 20)
+    assert all(kwargs["render"] is False for _, kwargs in model.calls)
+    assert same_outputs(["video", "image"], ["image", "video"]) and not same_outputs(["image"], [])
+    assert output_kind([]) == "text" and output_kind(["video", "image"]) == "image+video"
+
+
+class StubEncoder:
+    """One-hot concept embeddings: captions by the concept they name, media as the stub model last set."""
+
+    def __init__(self):
+        self.next = None
+
+    def encode_captions(self, texts):
+        return torch.stack([torch.eye(len(CONCEPTS))[CONCEPTS.index(concept_of(t))] for t in texts])
+
+    def __call__(self, modality, data):
+        assert data.shape[0] == 1
+        return self.next[None]
+
+
+def test_text_to_x_counts_media_nearest_to_their_own_concept(eval_set):
+    encoder = StubEncoder()
+    media = {"image": Image.new("RGB", (64, 64)), "audio": np.zeros(16000, np.float32),
+             "video": np.zeros((8, 32, 32, 3), np.uint8)}
+
+    def answer(prompt, kwargs):  # every medium comes out as the beach: right for beach prompts only
+        encoder.next = torch.eye(len(CONCEPTS))[CONCEPTS.index("beach")]
+        return SimpleNamespace(media=lambda modality: [media[modality]], sample_rate=16000, fps=8)
+
+    model = StubModel(answer)
+    model.encoder = encoder
+    prompts = text_to_x_prompts(CONCEPTS, 2)
+    assert text_to_x(model, eval_set, prompts, progress=False) == {m: 0.5 for m in MODALITIES}
+    assert [kwargs["outputs"] for _, kwargs in model.calls] == [[p["modality"]] for p in prompts]
+
+
+def test_text_to_x_prompts_are_held_out_requests_naming_their_concept():
+    prompts = text_to_x_prompts(CONCEPT_NAMES, 2)
+    assert len(prompts) == len(CONCEPT_NAMES) * 3 * 2 and prompts == text_to_x_prompts(CONCEPT_NAMES, 2)
+    for item in prompts:
+        assert concept_of(item["prompt"]) == item["concept"]
+        templates = lang.REQUESTS[item["modality"]]
+        assert any(_fits(t, item["prompt"]) for t in templates.heldout)
+        assert not any(_fits(t, item["prompt"]) for t in templates.train)
+
+
+def _fits(template: str, text: str) -> bool:
+    before, after = template.split("{x}")
+    return text.startswith(before) and text.endswith(after)
+
+
+def test_nearest_subset_accuracy_and_passing():
+    keys = torch.eye(3)
+    assert nearest(torch.tensor([[0.1, 0.9, 0.0], [1.0, 0.0, 0.2]]), keys, ["a", "b", "c"]) == ["b", "a"]
+    items = [{"concept": c, "i": i} for c in ("a", "b", "c") for i in range(4)]
+    assert subset(items, None) == items
+    assert sorted(item["concept"] for item in subset(items, 3)) == ["a", "b", "c"]
+    assert subset(items, 5, seed=1) == subset(items, 5, seed=1)
+    assert accuracy_by([("x", True), ("y", False), ("x", False)]) == {"x": 0.5, "y": 0.0, "overall": 1 / 3}
+    assert passed("captioning", {"image": 0.1, "overall": 0.95})
+    assert not passed("text_to_x", {"image": 0.9, "audio": 0.7, "video": 0.9})
+    assert not passed("retrieval", {"text->image": 0.95, "image->text": 0.85})
+
+
+# ------------------------------------------------------------------------------------------- the library
+def test_captions_are_tokenized_as_the_encoder_was_trained():
+    from pretrain_encoder import caption_ids
+
+    from nextmm.offline_tokenizers import clip_tokenizer
+
+    texts = ["a surfer riding a wave at the beach", "rain " * 100]
+    expected = torch.stack([caption_ids(clip_tokenizer(), t) for t in texts])
+    assert torch.equal(text_token_ids(texts), expected)
+    assert text_token_ids(texts)[1, -1] == 49407  # a cut text still ends with <|endoftext|>
+
+
+def test_render_false_stops_after_the_llm(tiny_model):
+    turn = tiny_model.chat("surf vlog", outputs=["image", "audio"], max_new_tokens=3, render=False, progress=False)
+    assert sorted(turn.signals) == ["audio", "image"] and turn.outputs == [] and not turn.images and not turn.audios
+    assert not any(key.startswith("decode") for key in turn.timings_s)
+    rendered = tiny_model.chat("surf vlog", outputs=["image"], max_new_tokens=3, num_inference_steps=1,
+                               progress=False)
+    assert rendered.signals == ["image"] and rendered.outputs == [("image", 0)] and len(rendered.images) == 1
