@@ -58,7 +58,7 @@ class EvalSet:
     concepts: dict[str, dict]  # concept -> {"keywords", "captions": {m: canonical caption}}
 
     @classmethod
-    def load(cls, root: str | Path) -> "EvalSet":
+    def load(cls, root: str | Path) -> EvalSet:
         """Read ``<root>/eval/`` (or ``root`` itself when it is the eval folder)."""
         root = Path(root)
         folder = root if (root / "samples.json").is_file() else root / "eval"

@@ -30,15 +30,13 @@ from tqdm.auto import tqdm
 from nextmm import cli, training
 from nextmm.atomic import staged_file
 from nextmm.contrastive import InfoNCE, retrieval_at_1
-from nextmm.encoder import IMAGEBIND_MODALITY, ImageBindEncoder
+from nextmm.encoder import IMAGEBIND_MODALITY, ImageBindEncoder, text_token_ids
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.offline_tokenizers import clip_tokenizer
 from nextmm.preprocess import VIDEO_SPATIAL_CROPS as SPATIAL_CROPS
 from nextmm.preprocess import load_media, load_video_clip_frames, video_clips_tensor
 
 STAGE = "pretrain_encoder"
-TEXT_LENGTH = 77  # ImageBind's text context
 log = logging.getLogger(STAGE)
 
 
@@ -55,7 +53,6 @@ class SceneDataset(Dataset):
     def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None):
         self.scenes, self.folder, self.video_clips = scenes, folder, video_clips
         self.concept_index = {c: i for i, c in enumerate(concepts)}
-        self.tokenizer = clip_tokenizer()
         self.clip_frames: list[list[torch.Tensor]] = []
         if video_clips is not None:
             paths = [folder / scene["video"] for scene in scenes]
@@ -76,22 +73,9 @@ class SceneDataset(Dataset):
             picks = torch.randperm(len(clips) * SPATIAL_CROPS)[: self.video_clips].sort().values
             item["video"] = torch.stack(
                 [video_clips_tensor([clips[int(p) // SPATIAL_CROPS]])[int(p) % SPATIAL_CROPS] for p in picks])
-        item["text"] = torch.stack([caption_ids(self.tokenizer, scene["captions"][m]) for m in MODALITIES])
+        item["text"] = text_token_ids([scene["captions"][m] for m in MODALITIES])
         item["concept"] = torch.tensor(self.concept_index[scene["concept"]])
         return item
-
-
-def caption_ids(tokenizer, caption: str) -> torch.Tensor:
-    """(77,) CLIP ids as ImageBind's own tokenizer gives them: <start> text <end>, zero-padded.
-
-    ImageBind finds the end token by argmax, so it must stay the last real token when a caption is cut.
-    """
-    ids = tokenizer(caption)["input_ids"]
-    if len(ids) > TEXT_LENGTH:
-        ids = ids[: TEXT_LENGTH - 1] + ids[-1:]
-    out = torch.zeros(TEXT_LENGTH, dtype=torch.long)
-    out[: len(ids)] = torch.tensor(ids)
-    return out
 
 
 def load_scenes(root: Path) -> tuple[list[dict], list[dict]]:

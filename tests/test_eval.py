@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 
 from nextmm import cli
-from nextmm.encoder import text_token_ids
 from nextmm.eval import (
     SECTIONS,
     EvalSet,
@@ -207,17 +206,6 @@ def test_nearest_subset_accuracy_and_passing():
 
 
 # ------------------------------------------------------------------------------------------- the library
-def test_captions_are_tokenized_as_the_encoder_was_trained():
-    from pretrain_encoder import caption_ids
-
-    from nextmm.offline_tokenizers import clip_tokenizer
-
-    texts = ["a surfer riding a wave at the beach", "rain " * 100]
-    expected = torch.stack([caption_ids(clip_tokenizer(), t) for t in texts])
-    assert torch.equal(text_token_ids(texts), expected)
-    assert text_token_ids(texts)[1, -1] == 49407  # a cut text still ends with <|endoftext|>
-
-
 def test_render_false_stops_after_the_llm(tiny_model):
     turn = tiny_model.chat("surf vlog", outputs=["image", "audio"], max_new_tokens=3, render=False, progress=False)
     assert sorted(turn.signals) == ["audio", "image"] and turn.outputs == [] and not turn.images and not turn.audios

@@ -11,7 +11,7 @@ import torch
 from nextmm import cli
 from nextmm.cli import compose_config
 from nextmm.contrastive import InfoNCE, retrieval_at_1
-from nextmm.encoder import ImageBindEncoder
+from nextmm.encoder import ImageBindEncoder, text_token_ids
 from nextmm.toyworld import Settings
 from nextmm.toyworld.build import build
 
@@ -87,14 +87,11 @@ def test_trainable_towers_are_exactly_the_named_ones():
 
 
 def test_caption_ids_end_with_the_argmax_end_token():
-    module = recipe()
-    tokenizer = module.clip_tokenizer()
-    ids = module.caption_ids(tokenizer, "waves crash on the shore")
-    assert ids.shape == (77,) and ids[0] == 49406
-    end = int(ids.argmax())  # how ImageBind finds the end token
-    assert ids[end] == 49407 and (ids[end + 1:] == 0).all()
-    long_ids = module.caption_ids(tokenizer, "sea " * 100)
-    assert long_ids[-1] == 49407 and int(long_ids.argmax()) == 76
+    ids = text_token_ids(["waves crash on the shore", "sea " * 100])
+    assert ids.shape == (2, 77) and ids[0, 0] == 49406
+    end = int(ids[0].argmax())  # how ImageBind finds the end token
+    assert ids[0, end] == 49407 and (ids[0, end + 1:] == 0).all()
+    assert ids[1, -1] == 49407 and int(ids[1].argmax()) == 76  # a cut text still ends with its end token
 
 
 # the recipe
