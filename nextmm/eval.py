@@ -43,7 +43,6 @@ SECTIONS = ("retrieval", "captioning", "modality_switch", "text_to_x")
 TARGETS = {"retrieval": 0.9, "captioning": 0.9, "modality_switch": 0.95, "text_to_x": 0.8}
 EVAL_FILES = ("samples.json", "captions.json", "modality_switch.json", "concepts.json")
 MEDIA_ARGUMENT = {"image": "images", "audio": "audios", "video": "videos"}  # model.chat's keyword per modality
-DEFAULT_GUIDANCE = 7.5  # when neither the config nor the decoder config names one (GenerationSettings' default)
 
 
 # ------------------------------------------------------------------------------------------ the data
@@ -232,11 +231,11 @@ def modality_switch(model, eval_set: EvalSet, *, records: Sequence[dict] | None 
 
 @torch.no_grad()
 def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_tokens: int = 128, seed: int = 0,
-              num_inference_steps: int | None = None, guidance_scale: Mapping[str, float] | None = None,
+              num_inference_steps: int | None = None, guidance_scale: float | None = None,
               progress: bool = True) -> dict[str, float]:
     """Each prompt answered with its modality forced and rendered; the encoder embeds the rendered medium and
     finds the nearest of every concept's canonical caption for that modality. Accuracy per modality.
-    ``guidance_scale``: per modality, default 7.5."""
+    Steps and guidance left None are each decoder config's."""
     from nextmm.generation import to_media
 
     names = list(eval_set.concepts)
@@ -247,7 +246,7 @@ def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_toke
         m = item["modality"]
         turn = model.chat(item["prompt"], outputs=[m], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed,
                           num_inference_steps=num_inference_steps,
-                          guidance_scale=(guidance_scale or {}).get(m, DEFAULT_GUIDANCE), progress=False)
+                          guidance_scale=guidance_scale, progress=False)
         rendered = turn.media(m)[0]
         medium = rendered if m == "image" else (rendered, turn.sample_rate if m == "audio" else turn.fps)
         embedding = model.encoder(m, to_media(m, medium).data[None]).cpu()  # (1, D)
@@ -267,9 +266,6 @@ def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, li
         "modality_switch": subset(eval_set.modality_switch, limit, seed),
         "text_to_x": subset(text_to_x_prompts(eval_set.concepts, text_to_x_per_concept, seed), limit, seed),
     }
-    guidance = {m: float(guidance_scale if guidance_scale is not None else
-                         model.decoders.cfg[m].get("guidance_scale", DEFAULT_GUIDANCE)) for m in MODALITIES}
-
     run = {
         "retrieval": lambda: retrieval(model.encoder, eval_set, samples=items["retrieval"], batch_size=batch_size,
                                        progress=progress),
@@ -277,7 +273,7 @@ def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, li
                                          max_new_tokens=tokens["captioning"]),
         "modality_switch": lambda: modality_switch(model, eval_set, records=items["modality_switch"], seed=seed,
                                                    max_new_tokens=tokens["modality_switch"], progress=progress),
-        "text_to_x": lambda: text_to_x(model, eval_set, items["text_to_x"], seed=seed, guidance_scale=guidance,
+        "text_to_x": lambda: text_to_x(model, eval_set, items["text_to_x"], seed=seed, guidance_scale=guidance_scale,
                                        max_new_tokens=tokens["text_to_x"], num_inference_steps=num_inference_steps,
                                        progress=progress),
     }

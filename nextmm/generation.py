@@ -39,7 +39,7 @@ class GenerationSettings:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     num_inference_steps: int | None = None
-    guidance_scale: float = 7.5
+    guidance_scale: float | None = None  # None: the decoder config's guidance_scale, else 7.5
     height: int | None = None
     width: int | None = None
     num_frames: int | None = None
@@ -49,7 +49,7 @@ class GenerationSettings:
     progress: bool = True
     render: bool = True  # False: stop after the LLM, no diffusion; Turn.signals still names what it asked for
 
-    def updated(self, **changes) -> "GenerationSettings":
+    def updated(self, **changes) -> GenerationSettings:
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
         if unknown:
@@ -191,8 +191,8 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
         rendered = model.decoders.render(
             span.modality,
             conditioning,
-            num_inference_steps=settings.num_inference_steps or _decoder_default(model, span.modality),
-            guidance_scale=settings.guidance_scale,
+            num_inference_steps=settings.num_inference_steps or decoder_default(model, span.modality, "num_inference_steps"),
+            guidance_scale=settings.guidance_scale or decoder_default(model, span.modality, "guidance_scale"),
             generator=generator,
             height=settings.height,
             width=settings.width,
@@ -240,8 +240,13 @@ def _clean_text(model, ids: list[int]) -> str:
     return text.split(TURN_END.strip())[0].strip()
 
 
-def _decoder_default(model, modality: str) -> int:
-    return int(model.decoders.cfg[modality].get("num_inference_steps", 50))
+DECODER_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 7.5}  # the diffusers pipelines' own
+
+
+def decoder_default(model, modality: str, key: str) -> float:
+    """A render setting from the modality's decoder config, else the pipelines' default."""
+    value = model.decoders.cfg[modality].get(key)
+    return type(DECODER_DEFAULTS[key])(value if value is not None else DECODER_DEFAULTS[key])
 
 
 class Conversation:

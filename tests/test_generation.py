@@ -81,3 +81,15 @@ def test_prompt_longer_than_the_context_is_a_user_error(tiny_model):
 def test_unknown_setting_is_rejected(tiny_model):
     with pytest.raises(TypeError, match="unknown generation settings"):
         tiny_model.chat("hi", max_tokens=3)
+
+
+def test_render_settings_default_to_the_decoder_config():
+    from types import SimpleNamespace
+
+    from nextmm.generation import decoder_default
+
+    model = SimpleNamespace(decoders=SimpleNamespace(cfg={"image": {"guidance_scale": 3, "num_inference_steps": None},
+                                                          "audio": {}}))
+    assert decoder_default(model, "image", "guidance_scale") == 3.0
+    assert decoder_default(model, "image", "num_inference_steps") == 50  # unset: the pipelines' own default
+    assert decoder_default(model, "audio", "guidance_scale") == 7.5
