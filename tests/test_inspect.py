@@ -51,5 +51,5 @@ def test_unknown_model_is_one_line_listing_the_available_ones():
     result = subprocess.run([sys.executable, "-m", "nextmm.inspect", "model=nope"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown model config 'nope': available are nextgpt_7b, tiny (or give a checkpoint folder with config.yaml)"]
+        "error: unknown model config 'nope': available are nextgpt_7b, tiny, toyworld (or give a checkpoint folder with config.yaml)"]
     assert "Traceback" not in result.stderr

@@ -1,0 +1,151 @@
+"""The decoder pretraining recipe: a few steps of every phase on a tiny world write pipeline folders that
+nextmm.decoders loads and renders; the losses fall when overfitting; the vocoder inverts the VAE's own mels."""
+
+import json
+
+import numpy as np
+import pretrain_decoders
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from nextmm import cli
+from nextmm.cli import compose_config
+from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
+from nextmm.decoders import Decoders, build_pipeline, count_parameters
+from nextmm.modality import MODALITIES
+from nextmm.toyworld import render_sample
+from nextmm.toyworld.build import build
+from nextmm.toyworld.features import (
+    NearestCentroid,
+    image_features,
+    nearest_centroid_accuracy,
+    video_features,
+)
+
+CONCEPTS = ["beach", "night"]
+FEW_STEPS = ["vae.steps=3", "vae.batch_size=2", "vocoder.steps=2", "vocoder.batch_size=2", "unet.steps=3",
+             "unet.batch_size=2", "per_modality.video.unet.batch_size=2", "evaluation.samples_per_concept=1",
+             "data.num_workers=1", "logging.every=1",
+             *(f"decoders.{m}.num_inference_steps=2" for m in MODALITIES)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("toyworld") / "world", seed=0, samples=2, instructions=1, eval_samples=1,
+                 eval_prompts=1, concepts=CONCEPTS, workers=1)
+
+
+@pytest.fixture(scope="module")
+def run(world, tmp_path_factory):
+    output = tmp_path_factory.mktemp("decoders")
+    cfg = compose_config("stage/pretrain_decoders", [f"data_root={world}", f"output_dir={output}", *FEW_STEPS])
+    torch.manual_seed(0)
+    return pretrain_decoders.train(cfg), cfg, output
+
+
+def test_folders_load_through_decoders_and_render(run):
+    result, cfg, output = run
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert set(metrics) == set(MODALITIES) and (output / "config.yaml").is_file()
+    for modality in MODALITIES:
+        settings = {k: v for k, v in OmegaConf.to_container(cfg.decoders[modality]).items() if k != "components"}
+        decoders = Decoders({modality: {**settings, "path": str(output / modality)}})
+        conditioning = decoders.encode_text(modality, ["waves crashing on the shore"])
+        assert conditioning.shape[1:] == tuple(settings["conditioning_shape"])
+        [medium] = decoders.render(modality, conditioning, num_inference_steps=2, guidance_scale=2.0,
+                                   generator=torch.Generator().manual_seed(0), progress=False)
+        shape = {"image": (64, 64, 3), "audio": (32000,), "video": (8, 32, 32, 3)}[modality]
+        assert np.asarray(medium).shape == shape and np.isfinite(np.asarray(medium, dtype=np.float32)).all()
+        # the scaling factor measured on the training media is the one the folder keeps
+        pipe = decoders.pipeline(modality)
+        assert pipe.vae.config.scaling_factor == pytest.approx(metrics[modality]["scaling_factor"])
+        report = metrics[modality]
+        assert 0 <= report["accuracy"] <= 1 and set(report["per_concept"]) == set(CONCEPTS)
+        assert report["render_seconds"] > 0
+        phases = {"vae", "unet", "vocoder"} if modality == "audio" else {"vae", "unet"}
+        assert set(report["losses"]) == phases
+        assert all(np.isfinite(list(loss.values())).all() for loss in report["losses"].values())
+
+
+def test_scaling_factor_is_one_over_the_latent_std(run, world):
+    _, cfg, output = run
+    pipe = build_pipeline("image", {"path": str(output / "image")})
+    scenes = pretrain_decoders.load_scenes(world)
+    spec = DecoderMediaSpec("image", height=64, width=64)
+    media = torch.stack([load_decoder_media(spec, world / scene["image"]) for scene in scenes])
+    with torch.no_grad():
+        posterior = pipe.vae.encode(media).latent_dist
+    spread = float(torch.cat([posterior.mean + posterior.std * torch.randn_like(posterior.std)
+                              for _ in range(20)]).std())
+    assert pipe.vae.config.scaling_factor == pytest.approx(1 / spread, rel=0.1)
+
+
+def test_log_mel_is_the_audio_vaes_data(world):
+    scene = pretrain_decoders.load_scenes(world)[0]
+    spec = DecoderMediaSpec("audio", sample_rate=16000, frames=128, mel_bins=64, hop_length=256)
+    waves = pretrain_decoders.load_waveforms(spec, [world / scene["audio"]])
+    assert waves.shape == (1, 128 * 256)
+    expected = load_decoder_media(spec, world / scene["audio"])  # (1, T, M)
+    assert torch.allclose(pretrain_decoders.LogMel(spec)(waves), expected, atol=1e-4)
+
+
+def test_losses_fall_when_overfitting_one_batch():
+    torch.manual_seed(0)
+    cfg = compose_config("stage/pretrain_decoders", ["data_root=x", "output_dir=y"]).decoders.image
+    pipe = build_pipeline("image", cfg)
+    scenes = [render_sample(c, seed=0).image[::2, ::2] for c in ("beach", "night")]  # (32, 32, 3) uint8 each
+    images = torch.from_numpy(np.stack(scenes)).permute(0, 3, 1, 2).float() / 127.5 - 1  # (2, 3, 32, 32)
+
+    def overfit(module, loss, steps=30):
+        optimizer = torch.optim.Adam(module.parameters(), lr=2e-3)
+        losses = []
+        for _ in range(steps):
+            torch.manual_seed(1)  # the same noise and timesteps each step: one fixed problem to fit
+            value = loss()["loss"]
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            losses.append(value.item())
+        assert np.isfinite(losses).all() and losses[-1] < 0.8 * losses[0], losses
+        return losses
+
+    pipe.vae.train()
+    overfit(pipe.vae, lambda: pretrain_decoders.vae_loss(pipe.vae, images, kl_weight=1e-4))
+    latents = torch.randn(2, 4, 16, 16)
+    scheduler = pretrain_decoders.DDPMScheduler.from_config(pipe.scheduler.config)
+    unet_and_text = torch.nn.ModuleList([pipe.unet.train(), pipe.text_encoder.train()])
+    overfit(unet_and_text, lambda: pretrain_decoders.denoising_loss(
+        pipe, scheduler, "image", latents, ["a beach", ""], snr_gamma=5.0))
+
+
+def test_bad_data_root_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("stage/pretrain_decoders", pretrain_decoders.main,
+                [f"data_root={tmp_path / 'nowhere'}", f"output_dir={tmp_path / 'out'}"])
+    assert exit_.value.code == cli.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "scenes.json not found" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_toyworld_decoders_stay_small():
+    cfg = compose_config("stage/pretrain_decoders", ["data_root=x", "output_dir=y"])
+    assert list(cfg.modalities) == list(MODALITIES)
+    total = sum(sum(count_parameters(build_pipeline(m, cfg.decoders[m], empty=True).components).values())
+                for m in MODALITIES)
+    # float32 safetensors of all three folders; checkpoints/toyworld/ may hold 40 MB, of which the encoder
+    # (8.6 MB), the LLM (4.4 MB) and the trained parts (about 1.5 MB) take about 15
+    assert total * 4 < 25e6
+
+
+def test_features_and_nearest_centroid():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    large = small.repeat(2, axis=0).repeat(2, axis=1)  # the same picture at 64 x 64
+    assert np.allclose(image_features(small), image_features(large))
+    assert np.allclose(video_features(np.stack([small, small])), image_features(small))
+    train = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0]])
+    labels = np.array(["a", "a", "b", "b"])
+    assert list(NearestCentroid().fit(train, labels).predict(np.array([[4.0, 4.5], [0.1, 0.3]]))) == ["b", "a"]
+    assert nearest_centroid_accuracy(train, train, labels) == 1.0

@@ -1,0 +1,84 @@
+"""The shipped toyworld model (checkpoints/toyworld/): real formats, the default, and a surf vlog in all four modalities."""
+
+import json
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from safetensors.torch import load_file
+
+import nextmm
+from nextmm import NextMM
+from nextmm.config import load_model_config, project_root
+from nextmm.modality import MODALITIES
+from nextmm.toyworld import concept_of
+
+SHIPPED = project_root() / "checkpoints" / "toyworld"
+
+# Runs once the trained model is committed (python stages/toyworld.py output_dir=runs/toyworld exports it);
+# until then the default model stays tiny and these checks have nothing to check.
+pytestmark = pytest.mark.skipif(not (SHIPPED / "trained").is_dir(),
+                                reason="checkpoints/toyworld/ is not built yet (python stages/toyworld.py)")
+
+
+def test_the_default_model_is_toyworld():
+    assert nextmm.DEFAULT_MODEL == "toyworld"
+    assert load_model_config("toyworld").trained == "checkpoints/toyworld/trained"
+
+
+def test_shipped_weights_are_in_the_real_formats_and_small():
+    assert (SHIPPED / "imagebind.pth").is_file()  # a plain state dict, as imagebind_huge.pth
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (SHIPPED / "llm").iterdir()}
+    for modality in MODALITIES:
+        index = json.loads((SHIPPED / "decoders" / modality / "model_index.json").read_text())
+        assert index["_class_name"] == {"image": "StableDiffusionPipeline", "audio": "AudioLDMPipeline",
+                                        "video": "TextToVideoSDPipeline"}[modality]
+        assert list((SHIPPED / "decoders" / modality / "unet").glob("*.safetensors"))
+    trained = {p.name for p in (SHIPPED / "trained").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "projectors.safetensors", "config.yaml"} <= trained
+    assert load_file(SHIPPED / "trained" / "projectors.safetensors")  # opens, without unpickling
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert size <= 40e6, f"checkpoints/toyworld holds {size / 1e6:.1f} MB, over the 40 MB budget"
+    assert not list(SHIPPED.rglob("*.bin")) and not list(SHIPPED.rglob("*.pkl"))
+
+
+@pytest.fixture(scope="module")
+def toyworld():
+    return NextMM.from_config()  # the default
+
+
+def test_surf_vlog_gets_text_image_audio_and_video(toyworld):
+    turn = toyworld.chat("surf vlog", progress=False)
+    assert [m for m, _ in turn.outputs] == ["image", "audio", "video"], turn.raw_text
+    assert concept_of(turn.text) == "beach", turn.text  # the answer talks about the sea and surfing
+    assert "[IMG" not in turn.text and "[VID" not in turn.text
+    image, audio, video = turn.images[0], turn.audios[0], turn.videos[0]
+    assert image.size == (64, 64)
+    assert audio.dtype == np.float32 and audio.ndim == 1 and audio.shape[0] >= turn.sample_rate
+    assert np.abs(audio).max() > 1e-3  # not silence
+    assert video.ndim == 4 and video.shape[0] >= 8 and video.shape[-1] == 3
+    assert video.std() > 1.0  # not a flat frame
+
+
+def test_a_text_question_gets_text_only(toyworld):
+    turn = toyworld.chat("what does a forest sound like?", progress=False)
+    assert turn.outputs == [] and turn.text
+
+
+def test_the_readme_command_writes_all_four_modalities(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nextmm.generate", "prompt=surf vlog", f"output_dir={out}", "quiet=true"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)  # not the repository's folder
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "result.json").read_text())
+    assert data["model"] == "toyworld" and data["text"]
+    assert [o["modality"] for o in data["outputs"]] == ["image", "audio", "video"]
+    with Image.open(out / "image_0.png") as image:
+        assert image.format == "PNG"
+    assert soundfile.info(out / "audio_0.wav").samplerate == 16000
+    meta = next(imageio_ffmpeg.read_frames(str(out / "video_0.mp4")))
+    assert meta["codec"] == "h264" and meta["audio_codec"] == "aac"  # the sea sound is the video's soundtrack
