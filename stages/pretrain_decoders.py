@@ -11,7 +11,10 @@ For each modality of `modalities`, the pipeline's components are built as the de
              crops; then vae.config.scaling_factor = 1 / std of the latents, as Stable Diffusion's
     vocoder  audio only: SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
              real audio + a multi-resolution STFT loss (no GAN)
-    unet     the UNet and the text encoder together: min-SNR-weighted epsilon (or v) prediction on the scaled
+    clap     audio only: the CLAP text encoder, contrastively (InfoNCE) against a small log-mel encoder that is
+             thrown away afterwards, as AudioLDM conditions on a pretrained CLAP. Its pooled embedding is the
+             UNet's only conditioning; learned by denoising alone it stays the same for every caption
+    unet     the UNet, and the text encoder unless `train_text_encoder` is false (audio: CLAP stays frozen): min-SNR-weighted epsilon (or v) prediction on the scaled
              latents, conditioned exactly as the pipeline conditions (encode_prompt, or AudioLDM's _encode_prompt
              whose L2-normalised CLAP embedding the UNet takes as class labels), on the scene's caption or one
              drawn afresh from the world's training wordings, empty for a share of them (classifier-free guidance)
@@ -38,6 +41,7 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
+from accelerate import Accelerator
 from diffusers import DDPMScheduler, DiffusionPipeline
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -45,6 +49,7 @@ from tqdm.auto import tqdm
 
 from nextmm import cli, training
 from nextmm.atomic import staged_file, staged_folder
+from nextmm.contrastive import InfoNCE
 from nextmm.data.decoder_media import AUDIO_FFT, LOG_FLOOR, DecoderMediaSpec, decoder_media_spec, load_decoder_media
 from nextmm.decoders import Decoders, build_pipeline, plain
 from nextmm.errors import ConfigError
@@ -177,7 +182,7 @@ def encode(vae: nn.Module, data: torch.Tensor, batch_size: int) -> tuple[torch.T
 
 def latent_scale(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> float:
     """1 / std of latents sampled from the posteriors: Stable Diffusion's scaling_factor, measured."""
-    return float(1 / (mean + std * torch.randn(mean.shape, generator=generator)).std())
+    return float(1 / (mean + std * torch.randn(mean.shape, generator=generator).to(mean.device)).std())
 
 
 def unet_layout(modality: str, latents: torch.Tensor, count: int) -> torch.Tensor:
@@ -185,6 +190,24 @@ def unet_layout(modality: str, latents: torch.Tensor, count: int) -> torch.Tenso
     if modality == "video":
         return latents.unflatten(0, (count, -1)).transpose(1, 2)
     return latents
+
+
+def latent_batch(mean: torch.Tensor, std: torch.Tensor, phase: DictConfig,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scene indices and latents sampled from their posteriors: (B, C, h, w), or clips (B, C, F, h, w). For a
+    `single_frames` share of the steps, clips give way to batch_size * F single frames (B * F, C, 1, h, w): the
+    spatial layers and the text conditioning learn from F times as many scenes at the same cost, as video
+    models are trained jointly on images."""
+    count = mean.shape[0]
+    if mean.ndim == 5 and float(torch.rand((), generator=generator)) < phase.single_frames:
+        frames = mean.shape[2]
+        index = torch.randint(0, count, (phase.batch_size * frames,), generator=generator)
+        frame = torch.randint(0, frames, (len(index),), generator=generator)
+        mean, std = mean[index, :, frame, None], std[index, :, frame, None]  # (B * F, C, 1, h, w)
+    else:
+        index = torch.randint(0, count, (phase.batch_size,), generator=generator)
+        mean, std = mean[index], std[index]
+    return index, mean + std * torch.randn(mean.shape, generator=generator).to(mean.device)
 
 
 def conditioning(pipe: DiffusionPipeline, modality: str, texts: list[str]) -> dict[str, torch.Tensor | None]:
@@ -202,7 +225,7 @@ def denoising_loss(
 ) -> dict[str, torch.Tensor]:
     """Min-SNR-weighted noise (or v) prediction error of the UNet on scaled latents (B, C, [F,] h, w)."""
     noise = torch.randn_like(latents)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],))
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     predicted = pipe.unet(noisy, timesteps, **conditioning(pipe, modality, texts)).sample
     if noise_scheduler.config.prediction_type == "epsilon":
@@ -230,37 +253,50 @@ def caption_batch(scenes: Sequence[dict], modality: str, rng: np.random.Generato
 
 
 def stft_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Multi-resolution STFT loss (B, L): spectral convergence + L1 of the log magnitudes, averaged."""
+    """Multi-resolution STFT loss (B, L): L1 between log magnitudes, averaged over STFT_RESOLUTIONS."""
     total = 0.0
     for n_fft, hop in STFT_RESOLUTIONS:
-        window = torch.hann_window(n_fft)
-        out, ref = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp(min=1e-7)
+        window = torch.hann_window(n_fft, device=output.device)
+        out, ref = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp(min=LOG_FLOOR)
                     for x in (output, target))
-        total = total + torch.linalg.norm(ref - out) / torch.linalg.norm(ref) + (out.log() - ref.log()).abs().mean()
+        total = total + (out.log() - ref.log()).abs().mean()
     return total / len(STFT_RESOLUTIONS)
 
 
 def band_loss(output: torch.Tensor, target: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """L1 between the log10 energies of BANDS log-spaced bands (B, L), each relative to the target's strongest band:
     low frequencies weigh as much as high ones, and a floor the target does not have costs what it should."""
-    window = torch.hann_window(BAND_FFT)
+    window = torch.hann_window(BAND_FFT, device=output.device)
     power = [torch.stft(x, BAND_FFT, BAND_FFT // 4, window=window, return_complex=True).abs().pow(2).mean(-1)
              for x in (output, target)]  # (B, F)
-    freqs = torch.fft.rfftfreq(BAND_FFT, 1 / sample_rate)
-    edges = torch.logspace(math.log10(BAND_RANGE[0]), math.log10(BAND_RANGE[1]), BANDS + 1)
+    freqs = torch.fft.rfftfreq(BAND_FFT, 1 / sample_rate, device=output.device)
+    edges = torch.logspace(math.log10(BAND_RANGE[0]), math.log10(BAND_RANGE[1]), BANDS + 1, device=output.device)
     members = ((freqs[None] >= edges[:-1, None]) & (freqs[None] < edges[1:, None])).float()  # (BANDS, F)
     out, ref = (p @ members.T for p in power)  # (B, BANDS)
     floor = ref.amax(-1, keepdim=True) * BAND_FLOOR
     return ((out + floor).log10() - (ref + floor).log10()).abs().mean()
 
 
-def vocoder_loss(vocoder: nn.Module, log_mel: LogMel, mels: torch.Tensor, waves: torch.Tensor) -> dict:
+def vocoder_loss(vocoder: nn.Module, log_mel: LogMel, mels: torch.Tensor, waves: torch.Tensor,
+                 band_weight: float) -> dict:
     """Vocoder error on matching segments: mels (B, K, M), waves (B, K * hop)."""
     output = vocoder(mels)  # (B, K * hop)
     mel_l1 = (log_mel(output) - log_mel(waves)).abs().mean()
     stft = stft_loss(output, waves)
     bands = band_loss(output, waves, vocoder.config.sampling_rate)
-    return {"loss": mel_l1 + stft + bands, "mel_l1": mel_l1, "stft": stft, "bands": bands}
+    return {"loss": mel_l1 + stft + band_weight * bands, "mel_l1": mel_l1, "stft": stft, "bands": bands}
+
+
+class MelEncoder(nn.Module):
+    """The CLAP phase's audio side: the time mean and standard deviation of a (B, 1, T, M) log-mel through an MLP
+    to (B, D). Only the text encoder is kept."""
+
+    def __init__(self, mel_bins: int, width: int, dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * mel_bins, width), nn.GELU(), nn.Linear(width, dim))
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([mels[:, 0].mean(1), mels[:, 0].std(1)], dim=-1))
 
 
 def phase_cfg(cfg: DictConfig, phase: str, modality: str) -> DictConfig:
@@ -270,10 +306,10 @@ def phase_cfg(cfg: DictConfig, phase: str, modality: str) -> DictConfig:
 
 
 def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Path, generator: torch.Generator,
-                   rng: np.random.Generator) -> tuple[DiffusionPipeline, dict, list[np.ndarray]]:
-    """Build and train one decoder pipeline. Returns it, a report (losses, scaling factor, seconds per phase) and
-    the real media as the pipeline renders them (uint8 (H, W, 3) or (F, H, W, 3), or waveforms (n,))."""
-    pipe = build_pipeline(modality, cfg.decoders[modality])
+                   rng: np.random.Generator, device: torch.device) -> tuple[DiffusionPipeline, dict, list[np.ndarray]]:
+    """Build and train one decoder pipeline on `device`. Returns it, a report (losses, scaling factor, seconds per
+    phase) and the real media as the pipeline renders them (uint8 (H, W, 3) or (F, H, W, 3), or waveforms (n,))."""
+    pipe = build_pipeline(modality, cfg.decoders[modality]).to(device)
     decoders = Decoders({modality: cfg.decoders[modality]})
     decoders.use(modality, pipe)
     spec = decoder_media_spec(decoders, modality)
@@ -284,6 +320,8 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     media = load_media(spec, [root / scene[modality] for scene in scenes], cfg.data.num_workers)
     waves = load_waveforms(spec, [root / scene[modality] for scene in scenes]) if modality == "audio" else None
     real = list(waves.numpy()) if modality == "audio" else list(to_pixels(media))
+    media = media.to(device)
+    waves = waves.to(device) if waves is not None else None
     vae_data = media.flatten(0, 1) if modality == "video" else media  # frames are images to the VAE
     report["seconds"]["data"] = time.perf_counter() - start
     log.info("%s: %d scenes, VAE data %s", modality, len(scenes), tuple(vae_data.shape))
@@ -308,7 +346,7 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     # 3. the vocoder (audio): the log-mels the VAE learned back to the waveforms they came from
     if modality == "audio":
         start, phase, vocoder = time.perf_counter(), phase_cfg(cfg, "vocoder", modality), pipe.vocoder
-        log_mel, mels = LogMel(spec), media[:, 0]  # (N, T, M)
+        log_mel, mels = LogMel(spec).to(device), media[:, 0]  # (N, T, M)
         if vocoder.config.normalize_before:  # SpeechT5HifiGan standardises its input by these buffers
             vocoder.mean.copy_(mels.mean((0, 1)))
             vocoder.scale.copy_(mels.std((0, 1)))
@@ -320,24 +358,43 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
             first = torch.randint(0, spec.frames - segment + 1, (phase.batch_size,), generator=generator)
             mel = torch.stack([mels[i, f : f + segment] for i, f in zip(index.tolist(), first.tolist())])
             wave = torch.stack([waves[i, f * hop : (f + segment) * hop] for i, f in zip(index.tolist(), first.tolist())])
-            return vocoder_loss(vocoder, log_mel, mel, wave)
+            return vocoder_loss(vocoder, log_mel, mel, wave, phase.band_weight)
 
         report["losses"]["vocoder"] = fit("audio vocoder", list(vocoder.parameters()), vocoder_step, phase, cfg)
         vocoder.eval().requires_grad_(False)
         report["seconds"]["vocoder"] = time.perf_counter() - start
 
-    # 4. the UNet and the text encoder, on the scaled latents
+    # 4. the CLAP text encoder (audio), against the log-mels of the scenes its captions describe
+    if modality == "audio":
+        start, phase, text_encoder = time.perf_counter(), phase_cfg(cfg, "clap", modality), pipe.text_encoder
+        index_of = {c: i for i, c in enumerate(sorted({s["concept"] for s in scenes}))}
+        labels = torch.tensor([index_of[s["concept"]] for s in scenes], device=device)
+        mel_encoder = MelEncoder(spec.mel_bins, phase.width, text_encoder.config.projection_dim).to(device)
+        loss_fn = InfoNCE(phase.temperature, learnable=False)
+        text_encoder.train().requires_grad_(True)
+
+        def clap_step() -> dict:
+            index = torch.randint(0, len(scenes), (phase.batch_size,), generator=generator)
+            texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions, 0.0)
+            text = conditioning(pipe, modality, texts)["class_labels"]
+            return {"loss": loss_fn(text, mel_encoder(media[index]), labels[index])}
+
+        params = [*text_encoder.parameters(), *mel_encoder.parameters()]
+        report["losses"]["clap"] = fit("audio clap", params, clap_step, phase, cfg)
+        text_encoder.eval().requires_grad_(False)
+        report["seconds"]["clap"] = time.perf_counter() - start
+
+    # 5. the UNet (and the text encoder, where it trains), on the scaled latents
     start, phase = time.perf_counter(), phase_cfg(cfg, "unet", modality)
     latent_mean = unet_layout(modality, latent_mean, len(scenes)) * scale
     latent_std = unet_layout(modality, latent_std, len(scenes)) * scale
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the decoder's training noise schedule
-    trained = [pipe.unet, pipe.text_encoder]
+    trained = [pipe.unet, pipe.text_encoder] if phase.train_text_encoder else [pipe.unet]
     for module in trained:
         module.train().requires_grad_(True)
 
     def unet_step() -> dict:
-        index = torch.randint(0, len(scenes), (phase.batch_size,), generator=generator)
-        latents = latent_mean[index] + latent_std[index] * torch.randn(latent_mean[index].shape, generator=generator)
+        index, latents = latent_batch(latent_mean, latent_std, phase, generator)
         texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions,
                               phase.caption_dropout)
         return denoising_loss(pipe, noise_scheduler, modality, latents, texts, phase.snr_gamma)
@@ -353,11 +410,11 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
 # ------------------------------------------------------------------------------------------ quality check
 @torch.no_grad()
 def evaluate(modality: str, folder: Path, decoder_cfg: DictConfig, real: list, concepts: list[str],
-             prompts: dict[str, str], cfg: DictConfig) -> dict:
+             prompts: dict[str, str], cfg: DictConfig, device: torch.device) -> dict:
     """Render each concept's caption from the written folder through Decoders and classify the media by the
     nearest centroid of the real media's features: {"accuracy", "per_concept", "render_seconds"}."""
     settings = {k: v for k, v in plain(decoder_cfg).items() if k != "components"}
-    decoders = Decoders({modality: {**settings, "path": str(folder)}})
+    decoders = Decoders({modality: {**settings, "path": str(folder)}}, device=device)
     features = FEATURES[modality]
     classifier = NearestCentroid().fit(np.stack([features(x) for x in real]), np.array(concepts))
     steps, guidance = int(decoder_cfg.num_inference_steps), float(decoder_cfg.guidance_scale)
@@ -393,20 +450,22 @@ def train(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
+    log.info("training on %s", device)
     output_dir.mkdir(parents=True, exist_ok=True)
     with staged_file(output_dir / "config.yaml") as path:
         OmegaConf.save(cfg, path, resolve=True)
 
     metrics, folders = {}, {}
     for modality in modalities:
-        pipe, report, real = train_modality(modality, cfg, scenes, root, generator, rng)
+        pipe, report, real = train_modality(modality, cfg, scenes, root, generator, rng, device)
         folders[modality] = output_dir / modality
         with staged_folder(folders[modality]) as staging:
             pipe.save_pretrained(staging, safe_serialization=True)
         log.info("wrote %s (decoders.%s.path=%s)", folders[modality], modality, folders[modality])
         start = time.perf_counter()
         quality = evaluate(modality, folders[modality], cfg.decoders[modality], real, concepts,
-                           concept_captions(root, sorted(set(concepts)), modality), cfg)
+                           concept_captions(root, sorted(set(concepts)), modality), cfg, device)
         report["seconds"]["quality_check"] = time.perf_counter() - start
         log.info("%s: concept accuracy %.3f (%s), one medium renders in %.2f s", modality, quality["accuracy"],
                  " ".join(f"{c} {a:.2f}" for c, a in quality["per_concept"].items()), quality["render_seconds"])

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -102,7 +103,9 @@ def set_trainable(model: nn.Module, towers: list[str]) -> list[str]:
 
 
 def embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Embeddings (B, D) of each medium and of each medium's caption ("text:image", ...)."""
+    """Embeddings (B, D) of each medium and of each medium's caption ("text:image", ...), on the model's device."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
     out = {}
     for modality in MODALITIES:  # image and video share the vision key, so one call each
         key = IMAGEBIND_MODALITY[modality]
@@ -118,7 +121,7 @@ def contrastive_loss(
 ) -> dict[str, torch.Tensor]:
     """{"loss": sum over pairs, "<a>-<b>": each pair's InfoNCE}; "text" paired with X is X's caption."""
     embeddings = embed(model, batch)
-    labels = batch["concept"] if by_concept else None
+    labels = batch["concept"].to(embeddings["text:image"].device) if by_concept else None
     terms = {}
     for a, b in pairs:
         a_key = f"text:{b}" if a == "text" else a
@@ -133,7 +136,7 @@ def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Concept R@1 text -> X and X -> text for each medium over all held-out scenes."""
     was_training = model.training
     model.eval()
-    parts = [(embed(model, batch), batch["concept"]) for batch in loader]
+    parts = [({k: v.cpu() for k, v in embed(model, batch).items()}, batch["concept"]) for batch in loader]
     model.train(was_training)
     embeddings = {k: torch.cat([p[0][k] for p in parts]) for k in parts[0][0]}
     concepts = torch.cat([p[1] for p in parts])
@@ -167,15 +170,16 @@ def train(cfg: DictConfig) -> dict:
     )
 
     # 2. the model and what trains
+    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
     encoder = ImageBindEncoder.from_config(cfg.encoder)
-    model = encoder.model  # ImageBindEncoder forces eval and no_grad, so the recipe trains what it wraps
+    model = encoder.model.to(device)  # ImageBindEncoder forces eval and no_grad, so the recipe trains what it wraps
     trainable = set_trainable(model, list(cfg.trainable))
     model.train()
-    log.info("training %d tensors, %d parameters, of towers %s", len(trainable),
-             sum(p.numel() for p in model.parameters() if p.requires_grad), list(cfg.trainable))
+    log.info("training %d tensors, %d parameters, of towers %s, on %s", len(trainable),
+             sum(p.numel() for p in model.parameters() if p.requires_grad), list(cfg.trainable), device)
 
     # 3. loss and optimizer
-    loss_fn = InfoNCE(cfg.loss.temperature, learnable=cfg.loss.learnable_temperature)
+    loss_fn = InfoNCE(cfg.loss.temperature, learnable=cfg.loss.learnable_temperature).to(device)
     params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
     scheduler = training.build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)

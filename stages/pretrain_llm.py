@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
@@ -92,7 +93,7 @@ def fit(model: LlamaForCausalLM, stream: torch.Tensor, cfg: DictConfig, generato
     model.train()
     progress = tqdm(range(cfg.train.max_steps), desc=STAGE, unit="step")
     for step in progress:
-        batch = random_blocks(stream, cfg.train.batch_size, cfg.train.seq_len, generator)  # (B, T)
+        batch = random_blocks(stream, cfg.train.batch_size, cfg.train.seq_len, generator).to(model.device)  # (B, T)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.max_grad_norm)
@@ -114,7 +115,7 @@ def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, length: int) -> floa
     """Mean next-token loss over consecutive (1, length) blocks of ``stream``."""
     total, count = 0.0, 0
     for start in range(0, max(1, stream.numel() - 1), length):
-        block = stream[start : start + length][None]  # (1, T)
+        block = stream[start : start + length][None].to(model.device)  # (1, T)
         if block.shape[1] < 2:
             break
         tokens = block.shape[1] - 1
@@ -156,8 +157,9 @@ def train(cfg: DictConfig) -> dict:
              len(tokenizer), train_stream.numel(), val_stream.numel())
 
     # 3. the model, from scratch
-    model = build_model(OmegaConf.to_container(cfg.architecture), tokenizer)
-    log.info("LlamaForCausalLM: %s parameters", f"{sum(p.numel() for p in model.parameters()):,}")
+    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
+    model = build_model(OmegaConf.to_container(cfg.architecture), tokenizer).to(device)
+    log.info("LlamaForCausalLM: %s parameters, on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
 
     # 4. train, validate, save
     losses = fit(model, train_stream, cfg, generator)

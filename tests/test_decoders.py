@@ -199,3 +199,21 @@ def test_offline_tokenizers_match_clip_and_roberta():
     assert len(roberta) == 261
     assert (roberta.bos_token_id, roberta.pad_token_id, roberta.eos_token_id) == (0, 1, 2)
     assert roberta("hi").input_ids == [0, 75, 76, 2]
+
+
+def test_toyworld_bpe_makes_the_worlds_words_single_tokens(tmp_path):
+    from nextmm.toyworld.language import canonical_caption
+
+    tokenizer = roberta_tokenizer("toyworld_bpe", model_max_length=77)
+    assert len(tokenizer) <= 1024  # conf/decoders/toyworld.yaml's CLAP vocab_size
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    ids = tokenizer(canonical_caption("beach", "audio")).input_ids
+    assert tokenizer.convert_ids_to_tokens(ids) == ["<s>", "Ġwaves", "Ġcrashing", "Ġon", "Ġthe", "Ġshore", "</s>"]
+    # words the world never writes still tokenize (byte fallback), and decoding gives the text back
+    odd = tokenizer("zebra saxophone 42").input_ids
+    assert tokenizer.unk_token_id not in odd and tokenizer.decode(odd, skip_special_tokens=True).strip() == "zebra saxophone 42"
+    # a saved pipeline carries the tokenizer: it reloads with the same ids
+    tokenizer.save_pretrained(tmp_path)
+    assert type(tokenizer).from_pretrained(tmp_path)("birds singing").input_ids == tokenizer("birds singing").input_ids
+    with pytest.raises(ConfigError, match="toyworld_bpe"):
+        roberta_tokenizer("words")

@@ -11,7 +11,7 @@ from PIL import Image
 from nextmm import cli
 from nextmm.generate import main
 
-FAST = ["max_new_tokens=6", "num_inference_steps=2", "quiet=true"]
+FAST = ["model=tiny", "max_new_tokens=6", "num_inference_steps=2", "quiet=true"]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from nextmm.toyworld.features import (
 )
 
 CONCEPTS = ["beach", "night"]
-FEW_STEPS = ["vae.steps=3", "vae.batch_size=2", "vocoder.steps=2", "vocoder.batch_size=2", "unet.steps=3",
+FEW_STEPS = ["vae.steps=3", "vae.batch_size=2", "vocoder.steps=2", "vocoder.batch_size=2", "clap.steps=2",
+             "clap.batch_size=4", "unet.steps=3",
              "unet.batch_size=2", "per_modality.video.unet.batch_size=2", "evaluation.samples_per_concept=1",
              "data.num_workers=1", "logging.every=1",
              *(f"decoders.{m}.num_inference_steps=2" for m in MODALITIES)]
@@ -63,7 +64,7 @@ def test_folders_load_through_decoders_and_render(run):
         report = metrics[modality]
         assert 0 <= report["accuracy"] <= 1 and set(report["per_concept"]) == set(CONCEPTS)
         assert report["render_seconds"] > 0
-        phases = {"vae", "unet", "vocoder"} if modality == "audio" else {"vae", "unet"}
+        phases = {"vae", "unet", "vocoder", "clap"} if modality == "audio" else {"vae", "unet"}
         assert set(report["losses"]) == phases
         assert all(np.isfinite(list(loss.values())).all() for loss in report["losses"].values())
 
@@ -117,6 +118,32 @@ def test_losses_fall_when_overfitting_one_batch():
     unet_and_text = torch.nn.ModuleList([pipe.unet.train(), pipe.text_encoder.train()])
     overfit(unet_and_text, lambda: pretrain_decoders.denoising_loss(
         pipe, scheduler, "image", latents, ["a beach", ""], snr_gamma=5.0))
+
+
+def test_clap_phase_separates_the_concepts_and_the_unet_phase_keeps_it(world, tmp_path):
+    """AudioLDM's only conditioning is CLAP's pooled embedding: at random init every caption gets nearly the same
+    one. The clap phase must pull the concepts apart, and the UNet phase must leave the text encoder alone."""
+    def embeddings(pipe):
+        texts = ["waves crashing on the shore", "the sound of waves crashing on the shore", "crickets chirping at night"]
+        return pipe._encode_prompt(texts, torch.device("cpu"), 1, False)
+
+    def trained_pipeline(unet_steps: int):
+        cfg = compose_config("stage/pretrain_decoders", [
+            f"data_root={world}", f"output_dir={tmp_path / str(unet_steps)}", "modalities=[audio]", *FEW_STEPS,
+            "clap.steps=60", "clap.batch_size=8", "clap.lr=5e-3", f"unet.steps={unet_steps}"])
+        torch.manual_seed(0)
+        pretrain_decoders.train(cfg)
+        folder = str(tmp_path / str(unet_steps) / "audio")
+        return cfg, Decoders({"audio": {**OmegaConf.to_container(cfg.decoders.audio), "path": folder}}).pipeline("audio")
+
+    cfg, pipe = trained_pipeline(unet_steps=3)
+    untrained = embeddings(build_pipeline("audio", cfg.decoders.audio))
+    assert float(untrained[0] @ untrained[2]) > 0.95  # why the phase exists
+    trained = embeddings(pipe)
+    assert float(trained[0] @ trained[1]) > 0.9  # one concept, two wordings: together
+    assert float(trained[0] @ trained[2]) < 0.5  # beach and night: apart
+    _, fewer_unet_steps = trained_pipeline(unet_steps=1)  # the same clap phase; the UNet phase must not move CLAP
+    assert torch.equal(embeddings(fewer_unet_steps), trained)
 
 
 def test_bad_data_root_is_one_line_error(tmp_path, capsys):

@@ -410,6 +410,14 @@ def captions(concept: str, modality: str, rng: np.random.Generator, split: str =
     return template.format(x=phrase(concept, modality, rng, split))
 
 
+def caption_corpus() -> list[str]:
+    """Every caption the world can write: each template of both splits around each phrase of both splits, for
+    every concept and modality (the text a toyworld decoder's tokenizer is fitted to)."""
+    return [template.format(x=x) for modality, templates in CAPTION_TEMPLATES.items()
+            for template in (*templates.train, *templates.heldout) for concept in CONCEPT_NAMES
+            for x in (*getattr(words(concept), modality).train, *getattr(words(concept), modality).heldout)]
+
+
 def canonical_caption(concept: str, modality: str) -> str:
     """The first train caption: one fixed text per concept and modality (e.g. for zero-shot retrieval)."""
     return CAPTION_TEMPLATES[modality].train[0].format(x=getattr(words(concept), modality).train[0])
