@@ -196,7 +196,10 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
     if problems:
         raise ConfigError(f"ImageBind checkpoint {path} does not fit the encoder config: {problems}")
     # assign=True: the checkpoint's tensors become the parameters, so a model built on the meta
-    # device needs no init and no second copy of the weights.
+    # device needs no init and no second copy of the weights. They take the model's dtypes first: a
+    # checkpoint stored in float16 (the shipped toyworld's) loads into a float32 model as float32.
+    expected = model.state_dict()
+    state_dict = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(state_dict, strict=True, assign=True)
     logger.info("loaded ImageBind checkpoint %s (%d tensors)", path, len(state_dict))
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nextmm import cli
@@ -120,7 +121,9 @@ def run_step(step: Step) -> float:
 def export(run: Path, target: Path) -> None:
     """Copy the finished parts into ``target`` (replacing it whole) and point the trained config at them."""
     with staged_folder(target) as staging:
-        shutil.copy2(run / "pretrain_encoder" / "imagebind.pth", staging / "imagebind.pth")
+        # ImageBind's state dict in float16 (it loads into the float32 model as float32): 4.4 of the 40 MB
+        state = torch.load(run / "pretrain_encoder" / "imagebind.pth", map_location="cpu", weights_only=True)
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, staging / "imagebind.pth")
         shutil.copytree(run / "pretrain_llm" / "llm", staging / "llm")
         for modality in MODALITIES:
             shutil.copytree(run / "pretrain_decoders" / modality, staging / "decoders" / modality)

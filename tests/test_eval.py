@@ -30,7 +30,7 @@ from nextmm.toyworld import language as lang
 from nextmm.toyworld.build import build, plan
 
 CONCEPTS = ["beach", "city"]
-FAST = ["quiet=true", "limit=2", "max_new_tokens=4", "num_inference_steps=1"]
+FAST = ["model=tiny", "quiet=true", "limit=2", "max_new_tokens=4", "num_inference_steps=1"]
 
 
 @pytest.fixture(scope="session")

@@ -15,15 +15,11 @@ import nextmm
 from nextmm import NextMM
 from nextmm.config import load_model_config, project_root
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import concept_of
+from nextmm.toyworld import concept_of, render_sample
+from nextmm.toyworld.concepts import CONCEPT_NAMES
+from nextmm.toyworld.features import NearestCentroid, image_features, video_features
 
 SHIPPED = project_root() / "checkpoints" / "toyworld"
-
-# Runs once the trained model is committed (python stages/toyworld.py output_dir=runs/toyworld exports it);
-# until then the default model stays tiny and these checks have nothing to check.
-pytestmark = pytest.mark.skipif(not (SHIPPED / "trained").is_dir(),
-                                reason="checkpoints/toyworld/ is not built yet (python stages/toyworld.py)")
-
 
 def test_the_default_model_is_toyworld():
     assert nextmm.DEFAULT_MODEL == "toyworld"
@@ -38,8 +34,9 @@ def test_shipped_weights_are_in_the_real_formats_and_small():
         assert index["_class_name"] == {"image": "StableDiffusionPipeline", "audio": "AudioLDMPipeline",
                                         "video": "TextToVideoSDPipeline"}[modality]
         assert list((SHIPPED / "decoders" / modality / "unet").glob("*.safetensors"))
-    trained = {p.name for p in (SHIPPED / "trained").iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "projectors.safetensors", "config.yaml"} <= trained
+    trained = {str(p.relative_to(SHIPPED / "trained")) for p in (SHIPPED / "trained").rglob("*")}
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "projectors.safetensors",
+            "tokenizer/tokenizer.json", "config.yaml"} <= trained  # a peft adapter folder beside the projectors
     assert load_file(SHIPPED / "trained" / "projectors.safetensors")  # opens, without unpickling
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
     assert size <= 40e6, f"checkpoints/toyworld holds {size / 1e6:.1f} MB, over the 40 MB budget"
@@ -62,6 +59,19 @@ def test_surf_vlog_gets_text_image_audio_and_video(toyworld):
     assert np.abs(audio).max() > 1e-3  # not silence
     assert video.ndim == 4 and video.shape[0] >= 8 and video.shape[-1] == 3
     assert video.std() > 1.0  # not a flat frame
+
+
+def test_the_surf_vlogs_image_and_video_show_a_beach(toyworld):
+    """Classified by the nearest centroid of freshly rendered toyworld scenes of every concept (colour grids)."""
+    samples = [render_sample(c, seed=seed) for c in CONCEPT_NAMES for seed in range(3)]
+    labels = np.array([c for c in CONCEPT_NAMES for _ in range(3)])
+    turn = toyworld.chat("surf vlog", progress=False)
+    image = np.asarray(turn.images[0].convert("RGB"))
+    by_image = NearestCentroid().fit(np.stack([image_features(s.image) for s in samples]), labels)
+    assert by_image.predict(image_features(image)[None])[0] == "beach"
+    video = np.asarray(turn.videos[0])
+    by_video = NearestCentroid().fit(np.stack([video_features(s.video) for s in samples]), labels)
+    assert by_video.predict(video_features(video)[None])[0] == "beach"
 
 
 def test_a_text_question_gets_text_only(toyworld):
