@@ -20,7 +20,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, max_steps: i
 
 
 # ------------------------------------------------------------------------------------- bad samples
+def optimizer_step(loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler: LambdaLR, max_grad_norm: float) -> float:
+    """One plain (single-process) step: backward, clip, step, schedule. Returns the loss as a float."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
 class BadSamples:
     """Counts skipped samples over all processes; raises once their share passes ``max_share``.
 

@@ -140,12 +140,7 @@ def fit(name: str, params: list[nn.Parameter], loss_fn: Callable[[], dict[str, t
     progress = tqdm(range(phase.steps), desc=name, unit="step", dynamic_ncols=True)
     for step in progress:
         terms = loss_fn()
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(terms["loss"].detach()))
+        losses.append(training.optimizer_step(terms["loss"], params, optimizer, scheduler, cfg.optimizer.max_grad_norm))
         if not math.isfinite(losses[-1]):
             raise RuntimeError(f"{name}: the loss is {losses[-1]} at step {step + 1}; lower the learning rate")
         progress.set_postfix(loss=f"{losses[-1]:.4f}")

@@ -190,12 +190,7 @@ def train(cfg: DictConfig) -> dict:
     bar = tqdm(range(cfg.train.max_steps), desc=STAGE, dynamic_ncols=True)
     for step in bar:
         terms = contrastive_loss(model, loss_fn, next(batches), list(cfg.pairs), cfg.loss.by_concept)
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(terms["loss"].detach()))
+        losses.append(training.optimizer_step(terms["loss"], params, optimizer, scheduler, cfg.optimizer.max_grad_norm))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", temperature=f"{loss_fn.temperature:.3f}")
         if (step + 1) % cfg.logging.every == 0 or step + 1 == cfg.train.max_steps:
             log.info("step %d: %s temperature %.4f", step + 1,
