@@ -26,20 +26,26 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from nextmm import cli, training
 from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
+from nextmm.modality import MEDIA_END, MEDIA_START
 from nextmm.toyworld.corpus import Document, corpus_documents, corpus_text
 
 STAGE = "pretrain_llm"
 LLM_DIR = "llm"
-SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2, as in Llama
+# ids 0, 1, 2 as in Llama, then the media markers: the corpus writes a stand-in word between them where a
+# medium goes, so the model learns the markers before the stages put projected media there.
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", MEDIA_START, MEDIA_END)
 
 log = logging.getLogger(STAGE)
 
 
 # ----------------------------------------------------------------------------------------- tokenizer
 def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (exact round trip, no unknown characters) that adds <s> like Llama's."""
+    """A byte-level BPE tokenizer (no unknown characters) that adds <s> and a leading space like Llama's; decoding
+    gives the text back behind that one space."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Every piece starts as if after a space, as Llama's sentencepiece does: the first word of a message
+    # ("surf vlog" right after "### Human: ", tokenized as its own piece) is the same token as mid-sentence.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),

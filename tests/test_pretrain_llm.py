@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pretrain_llm
 import pytest
@@ -10,11 +11,14 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from nextmm import cli
+from nextmm.errors import ConfigError
 from nextmm.llm import added_tokens, build_llm, build_tokenizer
 from nextmm.model import NextMM
 from nextmm.toyworld.build import plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES
-from nextmm.toyworld.corpus import corpus_documents, corpus_text, strip_media
+from nextmm.toyworld import concept_of
+from nextmm.toyworld.corpus import NARRATIVES, corpus_documents, corpus_text, stand_in, strip_media
+from nextmm.toyworld.language import WORDS, heldout_fragments
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
 SMALL = ["architecture.hidden_size=32", "architecture.intermediate_size=64", "architecture.num_hidden_layers=1",
@@ -44,13 +48,32 @@ def tokenizer(texts):
     return pretrain_llm.train_tokenizer(texts, vocab_size=400)
 
 
-def test_corpus_is_the_worlds_conversations_without_media(world, texts):
-    assert len(texts) > 100
-    assert any("### Human: surf vlog\n### Assistant: " in text for text in texts)
-    assert all(text.startswith("### Human: ") and text.endswith("\n###\n") for text in texts)
+def test_corpus_is_the_worlds_conversations_then_general_text(world, texts):
+    conversations, general = texts[:-len(CONCEPT_NAMES) * NARRATIVES], texts[-len(CONCEPT_NAMES) * NARRATIVES:]
+    assert len(conversations) > 100
+    assert any("### Human: surf vlog\n### Assistant: " in text for text in conversations)
+    assert all(text.startswith("### Human: ") and text.endswith("\n###\n") for text in conversations)
+    assert not any("###" in text for text in general)
     assert not any(marker in text for text in texts for marker in ("<image>", "<audio>", "<video>"))
     held_out = json.loads((world / "eval/modality_switch.json").read_text())
-    assert not any(f"### Human: {record['prompt']}\n" in text for record in held_out for text in texts)
+    assert not any(record["prompt"] in text for record in held_out for text in texts)
+    everything = "\n".join(texts)
+    assert not [fragment for fragment in heldout_fragments() if fragment in everything]
+    # held-out media words are known language, used where the train words go
+    assert all(any(word in text for text in general) for word in (" sketch", " footage", " listen to", " record"))
+
+
+def test_input_media_read_as_a_stand_in_word_of_their_concept(texts):
+    pairs = [t for t in texts if t.startswith("### Human: <Img> ") and "briefly.\n### Assistant: " in t]
+    assert len(pairs) >= 3 * 2 * len(CONCEPT_NAMES)
+    for text in pairs:
+        word, caption = re.fullmatch(r"### Human: <Img> (\w+)</Img>Describe this \w+ briefly\.\n"
+                                     r"### Assistant: (.*)\n###\n", text, re.S).groups()
+        assert concept_of(word) == concept_of(caption) is not None
+    assert any(t.startswith("### Human: <Img> ") and "What" in t for t in texts)  # LLaVA-style questions too
+    assert stand_in("beach_00003.png") == stand_in("beach_00003.png") in WORDS["beach"].keywords
+    with pytest.raises(ConfigError, match="<concept>_<index>"):
+        stand_in("lake_00001.png")
 
 
 def test_strip_media():
@@ -60,18 +83,23 @@ def test_strip_media():
 
 
 def test_tokenizer_round_trips_and_reloads(tokenizer, texts, tmp_path):
-    assert tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>"]) == [0, 1, 2]
-    samples = texts[::37] + ["surf vlog", "Ünïcode and 42 digits  twice spaced\n\ttab"]
+    assert tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>", "<Img>", "</Img>"]) == [0, 1, 2, 3, 4]
+    ids = tokenizer("<Img> surf</Img>", add_special_tokens=False).input_ids
+    assert (ids[0], ids[-1]) == (3, 4) and 3 not in tokenizer(" <Img ", add_special_tokens=False).input_ids
+    # whole texts (the pipeline tokenizes piece by piece; after a marker the next piece gets its own space)
+    samples = [t for t in texts[::37] if "<Img>" not in t] + ["surf vlog", "Ünïcode and 42 digits  twice spaced\n\ttab"]
     for text in samples:
         ids = tokenizer(text).input_ids
         assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
-        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+        assert tokenizer.decode(ids[1:]) == " " + text  # Llama's leading space; the media markers are kept
     tokenizer.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again(samples[0]).input_ids == tokenizer(samples[0]).input_ids
     extended = build_tokenizer({"tokenizer": str(tmp_path)}, SIGNALS)
-    assert len(extended) == len(tokenizer) + len(added_tokens(SIGNALS))
-    assert extended.decode(extended(samples[0]).input_ids, skip_special_tokens=True) == samples[0]
+    assert len(extended) == len(tokenizer) + len(added_tokens(SIGNALS)) - 2  # the markers were there already
+    assert extended.decode(extended(samples[0]).input_ids[1:]) == " " + samples[0]
+    # a message's first word is the token it is mid-sentence, as with Llama's sentencepiece
+    assert tokenizer("surf vlog").input_ids[1:] == tokenizer("a surf vlog").input_ids[2:]
 
 
 def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
@@ -88,7 +116,7 @@ def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
 
     model = NextMM.from_config("tiny", overrides=[f"llm.path={folder}", f"llm.tokenizer={folder}"])
     assert model.tokenizer.model_max_length == 512
-    assert len(model.tokenizer) == config["vocab_size"] + len(added_tokens(model.config.signal_tokens))
+    assert len(model.tokenizer) == config["vocab_size"] + len(added_tokens(model.config.signal_tokens)) - 2
     reference = LlamaForCausalLM.from_pretrained(folder)
     loaded = model.llm.get_base_model().model.layers[0].mlp.down_proj.weight
     assert torch.equal(loaded, reference.model.layers[0].mlp.down_proj.weight)

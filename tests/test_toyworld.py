@@ -15,6 +15,7 @@ from PIL import Image
 from nextmm.cli import compose_config
 from nextmm.config import conf_dir
 from nextmm.data.dataset import read_sources
+from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
 from nextmm.preprocess import load_media
 from nextmm.toyworld import language as lang
@@ -194,17 +195,15 @@ def test_every_text_names_its_own_concept_and_no_other():
 
 
 def _heldout_fragments():
-    """The fixed words of every held-out template and the held-out phrases: none may reach training data."""
-    fragments = []
+    """language.heldout_fragments, after checking that no wording is in both splits."""
     for table in _templates():
         assert not set(table.train) & set(table.heldout)
-        for template in table.heldout:
-            fragments += [f.strip() for f in re.split(r"\{[a-z]\}", template) if len(f.strip()) >= 8]
     for concept in CONCEPT_NAMES:
         w = lang.words(concept)
         for entry in (w.subjects, w.image, w.video, w.audio):
             assert not set(entry.train) & set(entry.heldout)
-            fragments += list(entry.heldout)
+    fragments = lang.heldout_fragments()
+    assert "the coast with a surfer" in fragments and "I'd like to listen to" in fragments
     return fragments
 
 
@@ -268,6 +267,19 @@ def test_annotations_read_with_the_data_configs(dataset, name):
                 assert [o.modality for o in turn.outputs] == re.findall(r"<(image|audio|video)>", turn.text)
                 for output in turn.outputs:
                     assert lang.concept_of(output.caption) is not None
+
+
+def test_a_source_repeats_to_weigh_it_in_the_mix(dataset):
+    cfg = _data_cfg("instructions", dataset)
+    plain = read_sources(cfg, pairs="generation", pair_prompt="{caption}")
+    cfg.sources[-1].repeat = 3
+    weighted = read_sources(cfg, pairs="generation", pair_prompt="{caption}")
+    mosit = len(json.loads((dataset / "IT_data/MosIT_data/mosit_instruction_tuning.json").read_text()))
+    assert len(weighted) == len(plain) + 2 * mosit and weighted[-1].origin == weighted[-1 - mosit].origin
+    cfg.sources[-1].repeat = 0
+    with pytest.raises(ConfigError, match="repeat=0; give a whole number >= 1"):
+        read_sources(cfg, pairs="generation", pair_prompt="{caption}")
+    assert OmegaConf.load(conf_dir() / "data" / "toyworld_instructions.yaml").sources[-1].repeat == 4
 
 
 def test_instructions_cover_every_kind_of_request(dataset):

@@ -158,7 +158,8 @@ class ConversationDataset(Dataset):
 
 def read_sources(data_cfg: Mapping, *, pairs: str, pair_prompt: str) -> list[Record]:
     """All records of a data config's ``sources``; paths are relative to ``data.root``, media names to their
-    source's ``media`` folder (one, or one per modality; ``data.root`` where none is given)."""
+    source's ``media`` folder (one, or one per modality; ``data.root`` where none is given). A source's
+    ``repeat: N`` lists its records N times, weighting it in the mix."""
     try:
         pair_prompt.format(modality="image", caption="")
     except (KeyError, IndexError, ValueError) as error:
@@ -174,7 +175,10 @@ def read_sources(data_cfg: Mapping, *, pairs: str, pair_prompt: str) -> list[Rec
             annotations=root / spec["annotations"],
             media={m: root / folders[m] if folders.get(m) else root for m in MODALITIES},
         )
-        records.extend(read_source(source, pairs=pairs, pair_prompt=pair_prompt))
+        repeat = spec.get("repeat", 1)  # a source's weight in the mix: its records, this many times
+        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1):
+            raise ConfigError(f"source {spec['annotations']}: repeat={repeat!r}; give a whole number >= 1")
+        records.extend(read_source(source, pairs=pairs, pair_prompt=pair_prompt) * repeat)
     if not records:
         raise ConfigError("the data config lists no records (data.sources is empty or its files are)")
     return records

@@ -2,12 +2,22 @@
 
 The corpus of a built toyworld folder (``python -m nextmm.toyworld.build``) is every caption and every
 instruction conversation of its training annotations, plus the world's generic wording (each concept's
-sentences, canonical captions, small talk). Media do not exist for a text model: input placeholders
-("<image>\\n") and output placeholders ("... <audio>.") are dropped. The held-out files under eval/ are
-left out, so evaluation wording stays unseen.
+sentences, canonical captions, small talk). The held-out files under eval/ are left out, so evaluation
+wording stays unseen.
+
+Media do not exist for a text model, so each input medium is written as a word standing in for it, between
+the media markers the stages put around a projected medium: "<Img> surf</Img>", one of its scene's concept
+keywords (seeded by the file's name). The model thereby learns what a real LLM brings from its web text:
+the answer depends on what sits between the markers. Stage 1 then has somewhere to map ImageBind vectors to;
+a model that had only read captions after "Describe this image briefly." answers with any scene's caption
+whatever stands there. Output placeholders ("... <audio>.") are dropped: the signal tokens are new words to
+the stages.
 
 A document is a conversation rendered with ``nextmm.conversation.prompt_segments``: a list of text
 pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token boundaries as the stages.
+Last come plain-text documents of general text (``language.narrative``), the toy stand-in for the web text
+a real LLM read: the world's media words of both splits in the same slots, so held-out wording is known
+language, though never a request.
 
     documents = corpus_documents("data/toyworld")   # [["### Human: ", "surf vlog\\n### Assistant: ", ...], ...]
     text = "".join(documents[0])
@@ -15,20 +25,22 @@ pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token 
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nextmm.conversation import Message, Text, prompt_segments
+from nextmm.data.records import Source, Turn, read_source
 from nextmm.errors import ConfigError
-from nextmm.modality import MODALITIES
+from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
 from nextmm.toyworld import build as layout
 from nextmm.toyworld import language as lang
+from nextmm.toyworld.build import text_rng
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 
 Document = list[str]  # text pieces, tokenized one by one
 CAPTION_PROMPT = "Describe this {modality} briefly."  # as conf/stage/encoder_side.yaml's pair_prompt
+NARRATIVES = 200  # plain general-text documents per concept
 
 _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 
@@ -40,9 +52,30 @@ def strip_media(text: str) -> str:
     return re.sub(r" {2,}", " ", text).strip()
 
 
-def render(messages: list[Message]) -> Document:
-    """The conversation's text pieces, every assistant reply closed by the turn end ("\\n###")."""
-    return [segment.text for segment in prompt_segments(messages) if isinstance(segment, Text)]
+def stand_in(file_name: str | Path) -> str:
+    """The word written for a medium: a keyword of its scene's concept, drawn by the file's name
+    ("beach_00012.png" -> "surf"), so the same file always reads the same."""
+    name = Path(file_name).name
+    concept = name.split("_")[0]
+    if concept not in CONCEPT_NAMES:
+        raise ConfigError(f"{file_name}: a toyworld media file is named <concept>_<index>, one of "
+                          f"{', '.join(CONCEPT_NAMES)}")
+    return lang.pick(text_rng(0, "stand-in", name), lang.words(concept).keywords)
+
+
+def render(turns: Sequence[str | Turn]) -> Document:
+    """A conversation's text pieces: plain strings alternate user / assistant; a records Turn's input media
+    become their stand-in words between the media markers, before the user's text, where the stages put
+    projected media. Every assistant reply is closed by the turn end ("\\n###")."""
+    document = []
+    for index, turn in enumerate(turns):
+        if isinstance(turn, str):
+            turn = Turn("user" if index % 2 == 0 else "assistant", turn)
+        message = Message(turn.role, strip_media(turn.text))
+        pieces = [segment.text for segment in prompt_segments([message]) if isinstance(segment, Text)]
+        words = [f"{MEDIA_START} {stand_in(medium.path)}{MEDIA_END}" for medium in turn.inputs]
+        document += pieces[:1] + words + pieces[1:]
+    return document
 
 
 def corpus_documents(root: str | Path) -> list[Document]:
@@ -51,7 +84,7 @@ def corpus_documents(root: str | Path) -> list[Document]:
     if not (root / "manifest.json").is_file():
         raise ConfigError(f"not a toyworld folder (no manifest.json): {root}; build one with "
                           "python -m nextmm.toyworld.build output=<folder>")
-    return [render(messages) for messages in _conversations(root)] + generic_documents()
+    return [render(turns) for turns in _conversations(root)] + generic_documents()
 
 
 def corpus_text(documents: list[Document]) -> Iterator[str]:
@@ -60,45 +93,37 @@ def corpus_text(documents: list[Document]) -> Iterator[str]:
 
 
 def generic_documents() -> list[Document]:
-    """The world's wording that no annotation need contain: concept sentences, canonical captions, chat."""
+    """The world's wording that no annotation need contain: concept sentences, canonical captions, chat, then
+    plain general text (language.narrative: the media words of both splits used alike, no requests)."""
     documents = []
     for concept in CONCEPT_NAMES:
         words = lang.words(concept)
         for topic in lang.QUESTIONS:
             subject = words.subjects.train[0]
             question = lang.QUESTIONS[topic].train[0].format(x=subject)
-            documents.append(render(_exchange(question, getattr(words, topic))))
+            documents.append(render([question, getattr(words, topic)]))
         for modality in MODALITIES:
-            documents.append(render(_exchange(CAPTION_PROMPT.format(modality=modality),
-                                              lang.canonical_caption(concept, modality))))
+            documents.append(render([CAPTION_PROMPT.format(modality=modality),
+                                     lang.canonical_caption(concept, modality)]))
     for prompt, answer in lang.CHAT:
-        documents.append(render(_exchange(prompt, lang.chat_answer(answer))))
+        documents.append(render([prompt, lang.chat_answer(answer)]))
+    for concept in CONCEPT_NAMES:
+        documents += [[lang.narrative(concept, text_rng(0, "narrative", concept, i))] for i in range(NARRATIVES)]
     return documents
 
 
-def _exchange(*texts: str) -> list[Message]:
-    """Alternating user / assistant messages, media placeholders dropped."""
-    return [Message("user" if i % 2 == 0 else "assistant", strip_media(text)) for i, text in enumerate(texts)]
-
-
-def _load(root: Path, relative: str) -> list:
-    path = root / relative
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-
-
-def _conversations(root: Path) -> Iterator[list[Message]]:
-    for modality in MODALITIES:  # caption pairs, asked as stage 1 asks them
-        for record in _load(root, f"{layout.PAIRS[modality]}/{layout.PAIR_FILES[modality]}"):
-            yield _exchange(CAPTION_PROMPT.format(modality=modality), record["caption"])
-    for record in _load(root, f"{layout.LLAVA}/llava.json"):
-        yield _exchange(*(turn["value"] for turn in record["conversations"]))
-    for record in _load(root, f"{layout.VIDEOCHAT}/videochat.json"):
-        yield _exchange(*(text for qa in record["QA"] for text in (qa["q"], qa["a"])))
-    for record in _load(root, f"{layout.ALPACA}/alpaca.json"):
-        question = "\n".join(part for part in (record["instruction"], record["input"]) if part)
-        yield _exchange(question, record["output"])
-    for modality in MODALITIES:
-        for record in _load(root, f"{layout.T2M}/{modality}_instruction_tuning.json"):
-            yield _exchange(*(turn["value"] for turn in record["conversation"]))
-    for record in _load(root, f"{layout.MOSIT}/mosit_instruction_tuning.json"):
-        yield _exchange(*(turn["value"] for turn in record["conversations"]))
+def _conversations(root: Path) -> Iterator[list[Turn]]:
+    """The training annotations read as the stages read them (nextmm.data.records), caption pairs asked as
+    stage 1 asks them; media files are only named, never opened."""
+    files = [("caption_pairs", f"{layout.PAIRS[m]}/{layout.PAIR_FILES[m]}") for m in MODALITIES]
+    files += [("llava", f"{layout.LLAVA}/llava.json"), ("videochat", f"{layout.VIDEOCHAT}/videochat.json"),
+              ("alpaca", f"{layout.ALPACA}/alpaca.json")]
+    files += [("t2m", f"{layout.T2M}/{m}_instruction_tuning.json") for m in MODALITIES]
+    files += [("mosit", f"{layout.MOSIT}/mosit_instruction_tuning.json")]
+    for kind, relative in files:
+        if not (root / relative).is_file():
+            continue
+        source = Source(kind, root / relative, media={m: None for m in MODALITIES})
+        for record in read_source(source, pairs="comprehension", pair_prompt=CAPTION_PROMPT):
+            if record.problem is None:
+                yield record.turns

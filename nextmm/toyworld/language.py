@@ -389,6 +389,39 @@ VLOG_ANSWERS = (
 )
 
 
+# ------------------------------------------------------------------------------------- general text
+# What a real LLM brings from its web text and a toy one must read somewhere: the world's media words in
+# plain sentences, not in requests. Words of both splits share the same slots ("sketch" where "draw" goes,
+# "footage" where "video" goes), so a model that learns a request's medium from the train words has seen
+# the held-out words used alike. Only the language model's pretraining reads these (corpus.py); no held-out
+# subject or phrase and no fixed part of a held-out template is ever written here (heldout_fragments).
+MEDIA_WORDS = {  # medium -> (verbs: "{p} likes to {verb} {x}", nouns: "{p} made {noun} of {x}", where it ends up)
+    "image": (("draw", "paint", "sketch", "photograph"),
+              ("a picture", "an image", "a photo", "a drawing", "a painting", "an illustration", "a sketch",
+               "a still", "a snapshot", "a still picture"),
+              ("hangs on the wall", "is printed in a book", "is pinned to the board")),
+    "video": (("film", "animate", "videotape"),
+              ("a video", "a clip", "a short video", "some footage", "a film", "a short film", "a moving clip",
+               "some moving images"),
+              ("plays on the screen", "runs on the television", "is shown in the cinema")),
+    "audio": (("record", "hear", "listen to", "tape"),
+              ("a sound", "some audio", "a recording", "a noise", "a sound clip"),
+              ("plays through the speakers", "is heard in the headphones", "plays on the radio")),
+    "text": (("describe", "explain", "talk about", "write about"),
+             ("a description", "an explanation", "a few words", "a sentence"),
+             ("is written down in plain words", "is told aloud, with no sound effects or clip")),
+}
+PEOPLE = ("Anna", "Ben", "my friend", "the artist", "a visitor", "someone", "my sister", "the guide")
+MAKING = ("made", "created", "produced", "generated", "gave me")
+NARRATIVE = (  # one sentence about one medium: {p} person, {verb}, {noun}, {where}, {x} a subject
+    "{p} likes to {verb} {x}.",
+    "{p} wanted to {verb} {x}, and {noun} of it {where}.",
+    "{p} {making} {noun} of {x}.",
+    "{noun} of {x} {where}.",
+    "{p} {making} {noun}; it {where}.",
+)
+
+
 # ----------------------------------------------------------------------------------------- functions
 def words(concept: str) -> Words:
     get_concept(concept)
@@ -482,3 +515,31 @@ def concept_of(text: str) -> str | None:
     """The one concept ``text`` names, or None when it names none or several."""
     found = concepts_in(text)
     return found.pop() if len(found) == 1 else None
+
+
+def narrative(concept: str, rng: np.random.Generator) -> str:
+    """A few plain sentences of general text about ``concept``: media words of both splits in the same slots,
+    around one of the concept's descriptions. For the language model's pretraining only."""
+    words_ = words(concept)
+    x = pick(rng, words_.subjects.train)
+    sentences = []
+    for medium in rng.choice(list(MEDIA_WORDS), size=2, replace=False):
+        verbs, nouns, places = MEDIA_WORDS[str(medium)]
+        sentence = pick(rng, NARRATIVE).format(p=pick(rng, PEOPLE), verb=pick(rng, verbs), noun=pick(rng, nouns),
+                                               where=pick(rng, places), making=pick(rng, MAKING), x=x)
+        sentences.append(_upper_first(sentence))
+    sentences.insert(int(rng.integers(0, 3)), pick(rng, (words_.looks, words_.sounds, words_.moves)))
+    return " ".join(sentences)
+
+
+def heldout_fragments() -> list[str]:
+    """What evaluation keeps out of all training text: the fixed parts (8 characters or more) of every held-out
+    template, and every held-out subject and phrase."""
+    tables = [*CAPTION_TEMPLATES.values(), *REQUESTS.values(), *MULTI_REQUESTS.values(), *QUESTIONS.values(),
+              *DESCRIBE.values(), VLOG_REQUESTS, VLOG_MUSIC_REQUESTS]
+    fragments = [part.strip() for table in tables for template in table.heldout
+                 for part in re.split(r"\{[a-z]\}", template) if len(part.strip()) >= 8]
+    for concept in CONCEPT_NAMES:
+        w = words(concept)
+        fragments += [text for entry in (w.subjects, w.image, w.video, w.audio) for text in entry.heldout]
+    return fragments
