@@ -132,6 +132,9 @@ def export(run: Path, target: Path) -> None:
         config = OmegaConf.load(staging / "trained" / "config.yaml")
         config.encoder.checkpoint = str(target / "imagebind.pth")
         config.llm.path = config.llm.tokenizer = str(target / "llm")
+        # and the size of this run's tokenizer, which the config only repeats (for counting without loading)
+        llm_config = json.loads((staging / "llm" / "config.json").read_text())
+        config.llm.architecture.vocab_size = llm_config["vocab_size"]
         for modality in MODALITIES:
             config.decoders[modality].path = str(target / "decoders" / modality)
         OmegaConf.save(config, staging / "trained" / "config.yaml")

@@ -186,7 +186,8 @@ def test_every_text_names_its_own_concept_and_no_other():
                 assert lang.concepts_in(text) == {concept}, (concept, split, text)
                 assert lang.concept_of(text) == concept
     fixed = [t for table in _templates() for split in lang.SPLITS for t in table.get(split)]
-    fixed += [prompt for prompt, _ in lang.CHAT] + [a for table in lang.FOLLOW_UPS.values() for a in table]
+    fixed += [prompt for prompt, _ in lang.CHAT] + [a for table in (*lang.FOLLOW_UPS.values(), *lang.ALSO.values())
+                                                    for a in table]
     fixed += [a for table in (*lang.ANSWER_PARTS.values(), *lang.FOLLOW_UP_ANSWERS.values(),
                               *lang.DESCRIBE_ANSWERS.values()) for a in table]
     for text in fixed:
@@ -205,6 +206,38 @@ def _heldout_fragments():
     fragments = lang.heldout_fragments()
     assert "the coast with a surfer" in fragments and "I'd like to listen to" in fragments
     return fragments
+
+
+def _composed_order(text: str, subjects) -> list[str] | None:
+    """The media a composed request asks for, in its order (a single train request, then ALSO parts), or None."""
+    for m, table in lang.REQUESTS.items():
+        for template in table.train:
+            for x in subjects:
+                head = template.format(x=x).removesuffix("?")
+                if text.endswith("?") != template.endswith("?") or not text.startswith((head + ",", head + " and ")):
+                    continue
+                parts = re.split(r", | and ", text[len(head):].removesuffix("?"))[1:]
+                also = [next((k for k, v in lang.ALSO.items() if part in v), None) for part in parts]
+                if None not in also:
+                    return [m, *also]
+    return None
+
+
+def test_multi_medium_requests_are_also_composed_in_any_order():
+    for seed in range(20):
+        order = [MODALITIES[i] for i in np.random.default_rng(seed).permutation(3)][: 2 + seed % 2]
+        assert _composed_order(lang.composed_request(order, "the seaside", np.random.default_rng(seed)),
+                               ["the seaside"]) == order
+    # MosIT: half of the multi-medium requests are composed, and the answer gives the media in the asked order
+    records = plan(0, ["beach"], samples=2, instructions=60, eval_samples=0, eval_prompts=0).annotations
+    multi = [r for r in records["IT_data/MosIT_data/mosit_instruction_tuning.json"] if r["kind"] == "multi_out"]
+    composed = 0
+    for record in multi:
+        request, answer = (turn["value"] for turn in record["conversations"])
+        order = _composed_order(request, lang.words("beach").subjects.train)
+        composed += order is not None
+        assert order is None or re.findall(r"<(image|audio|video)>", answer) == order, record
+    assert len(multi) == 18 and 0 < composed < len(multi)
 
 
 def test_heldout_wordings_are_never_train_wordings():

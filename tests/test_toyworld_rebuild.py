@@ -54,14 +54,14 @@ def fake_run(run: Path) -> None:
     (run / "pretrain_encoder").mkdir()
     torch.save({"w": torch.ones(2)}, run / "pretrain_encoder" / "imagebind.pth")
     (run / "pretrain_llm" / "llm").mkdir(parents=True)
-    (run / "pretrain_llm" / "llm" / "config.json").write_text("{}")
+    (run / "pretrain_llm" / "llm" / "config.json").write_text('{"vocab_size": 1374}')
     for modality in MODALITIES:
         (run / "pretrain_decoders" / modality).mkdir(parents=True)
         (run / "pretrain_decoders" / modality / "model_index.json").write_text("{}")
     (run / "pretrain_decoders" / "metrics.json").write_text("{}")
     for stage in ("encoder_side", "decoder_side", "modality_switching"):
         (run / stage / "final").mkdir(parents=True)
-    model = {"encoder": {"checkpoint": "x"}, "llm": {"path": "x", "tokenizer": "x"},
+    model = {"encoder": {"checkpoint": "x"}, "llm": {"path": "x", "tokenizer": "x", "architecture": {"vocab_size": 9}},
              "decoders": {m: {"path": "x"} for m in MODALITIES}}
     OmegaConf.save(OmegaConf.create(model), run / "modality_switching" / "final" / "config.yaml")
 
@@ -77,6 +77,7 @@ def test_finished_steps_are_skipped_and_the_export_points_at_itself(tmp_path, mo
     assert all((target / "decoders" / m / "model_index.json").is_file() for m in MODALITIES)
     saved = OmegaConf.load(target / "trained" / "config.yaml")
     assert saved.llm.path == saved.llm.tokenizer == str(target / "llm")
+    assert saved.llm.architecture.vocab_size == 1374  # the run's tokenizer, whatever the config it trained with said
     assert saved.encoder.checkpoint == str(target / "imagebind.pth")
     assert saved.decoders.video.path == str(target / "decoders" / "video")
 

@@ -46,7 +46,10 @@ LLAVA, VIDEOCHAT, ALPACA = "IT_data/T+X-T_data/llava", "IT_data/T+X-T_data/video
 T2M = "IT_data/T-T+X_data"
 MOSIT = "IT_data/MosIT_data"
 EVAL = "eval"
-MOSIT_KINDS = ("vlog", "vlog_music", "image_in", "audio_in", "video_in", "text_chain", "multi_out", "ask_then_hear")
+# One kind per record, in turn; requests for several media in one turn are the rarest elsewhere, so multi_out
+# comes three times.
+MOSIT_KINDS = ("vlog", "vlog_music", "multi_out", "image_in", "audio_in", "video_in", "multi_out", "text_chain",
+               "ask_then_hear", "multi_out")
 
 
 def derive_seed(seed: int, *keys: str | int) -> int:
@@ -260,8 +263,13 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         combo = list(lang.MULTI_REQUESTS)[int(rng.integers(0, len(lang.MULTI_REQUESTS)))]
         files = out.scene(MOSIT, concept, scene_seed, name, list(combo))
         subject = lang.subject(concept, rng)
-        turns = [_turn("human", lang.request(combo, subject, rng)), _turn("gpt", lang.answer_with(combo, subject, rng))]
-        for m in combo:
+        if rng.random() < 0.5:  # a fixed template, or composed from parts with the media in any order
+            prompt, order = lang.request(combo, subject, rng), list(combo)
+        else:
+            order = [combo[j] for j in rng.permutation(len(combo))]
+            prompt = lang.composed_request(order, subject, rng)
+        turns = [_turn("human", prompt), _turn("gpt", lang.answer_with(order, subject, rng))]
+        for m in order:
             output(m, files)
     elif kind == "ask_then_hear":
         files = out.scene(MOSIT, concept, scene_seed, name, ["audio"])

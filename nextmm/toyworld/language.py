@@ -326,6 +326,14 @@ MULTI_REQUESTS = {
                                      "make an image, a clip and a sound of {x}"],
                                     ["give me a still, some footage and a recording of {x}"]),
 }
+# A further medium asked for in the same request, after a single request for the first ("draw {x} and let me
+# hear it"): requests for several media are also written from parts, in any order, so that a request's set of
+# media is read from its words rather than from one of a few fixed sentences. Train wording only.
+ALSO = {
+    "image": ("show me a picture of it", "draw it too", "add a picture of it"),
+    "video": ("make a clip of it", "animate it too", "add a video of it"),
+    "audio": ("let me hear it", "play its sound", "add a sound of it"),
+}
 VLOG_REQUESTS = _s(["{v} vlog", "make a {v} vlog", "make me a {v} vlog", "I want a {v} vlog",
                     "create a {v} vlog for me"],
                    ["put together a {v} vlog", "could you produce a little {v} vlog?"])
@@ -464,6 +472,16 @@ def request(modalities: Sequence[str], subject_text: str, rng: np.random.Generat
     """A request for ``modalities`` (one, or a combination in MULTI_REQUESTS' order) of ``subject_text``."""
     table = REQUESTS[modalities[0]] if len(modalities) == 1 else MULTI_REQUESTS[tuple(modalities)]
     return pick(rng, table.get(split)).format(x=subject_text)
+
+
+def composed_request(order: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
+    """A train request for several media, in ``order``, from parts: the first medium's single request, then an
+    ALSO part for each other ("can you make a picture of {x}, make a clip of it and let me hear it?")."""
+    first = pick(rng, REQUESTS[order[0]].train).format(x=subject_text)
+    question_mark = first.endswith("?")
+    parts = [first.removesuffix("?"), *(pick(rng, ALSO[m]) for m in order[1:])]
+    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return joined + ("?" if question_mark else "")
 
 
 def question(topic: str, subject_text: str, rng: np.random.Generator, split: str = "train") -> str:
