@@ -51,8 +51,9 @@ class SceneDataset(Dataset):
     decoding dominates a step otherwise. None keeps all 15, read from the file each time (held-out scenes).
     """
 
-    def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None):
-        self.scenes, self.folder, self.video_clips = scenes, folder, video_clips
+    def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None,
+                 word_dropout: float = 0.0):
+        self.scenes, self.folder, self.video_clips, self.word_dropout = scenes, folder, video_clips, word_dropout
         self.concept_index = {c: i for i, c in enumerate(concepts)}
         self.clip_frames: list[list[torch.Tensor]] = []
         if video_clips is not None:
@@ -74,9 +75,22 @@ class SceneDataset(Dataset):
             picks = torch.randperm(len(clips) * SPATIAL_CROPS)[: self.video_clips].sort().values
             item["video"] = torch.stack(
                 [video_clips_tensor([clips[int(p) // SPATIAL_CROPS]])[int(p) % SPATIAL_CROPS] for p in picks])
-        item["text"] = text_token_ids([scene["captions"][m] for m in MODALITIES])
+        item["text"] = text_token_ids([drop_words(scene["captions"][m], self.word_dropout) for m in MODALITIES])
         item["concept"] = torch.tensor(self.concept_index[scene["concept"]])
         return item
+
+
+def drop_words(text: str, p: float) -> str:
+    """``text`` with each word left out with probability ``p`` (one at least is kept): a caption augmentation that
+    makes the text tower read the concept from any of the words it knows rather than from whole phrases, so a
+    caption in new wording, with some words it never saw, still lands near its concept."""
+    words = text.split()
+    if p <= 0 or len(words) < 2:
+        return text
+    keep = torch.rand(len(words)) >= p
+    if not keep.any():
+        keep[torch.randint(len(words), ())] = True
+    return " ".join(word for word, kept in zip(words, keep) if kept)
 
 
 def load_scenes(root: Path) -> tuple[list[dict], list[dict]]:
@@ -163,7 +177,10 @@ def train(cfg: DictConfig) -> dict:
     concepts = sorted({s["concept"] for s in train_scenes + heldout_scenes})
     if len(train_scenes) < cfg.train.batch_size:
         raise ConfigError(f"{len(train_scenes)} training scenes in {root}, fewer than train.batch_size={cfg.train.batch_size}")
-    train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips)
+    if not 0 <= cfg.data.word_dropout < 1:
+        raise ConfigError(f"data.word_dropout={cfg.data.word_dropout}: give a probability in [0, 1)")
+    train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips,
+                             word_dropout=cfg.data.word_dropout)
     loader = DataLoader(
         train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
         persistent_workers=cfg.data.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed),

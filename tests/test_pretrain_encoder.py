@@ -113,6 +113,28 @@ def test_three_steps_write_a_checkpoint_the_encoder_loads(world, tmp_path):
     assert torch.equal(fresh["modality_heads.depth.2.weight"], saved["modality_heads.depth.2.weight"])
 
 
+def test_word_dropout_leaves_out_words_in_order_and_keeps_one():
+    drop_words = recipe().drop_words
+    caption = "a photo of ocean waves rolling onto a sandy beach"
+    assert drop_words(caption, 0.0) == caption
+    torch.manual_seed(0)
+    kept = [drop_words(caption, 0.3).split() for _ in range(200)]
+    words = caption.split()
+    for k in kept:  # a subsequence of the caption's words, never empty
+        rest = iter(words)
+        assert k and all(w in rest for w in k), k
+    fraction = sum(map(len, kept)) / (len(words) * len(kept))
+    assert 0.6 < fraction < 0.8  # about 1 - 0.3
+    assert {drop_words("beach", 0.9) for _ in range(20)} == {"beach"}  # one word is always kept
+
+
+def test_word_dropout_outside_0_1_is_a_config_error(world, tmp_path):
+    from nextmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.word_dropout=1.0: give a probability in \[0, 1\)"):
+        recipe().train(config(world, tmp_path / "run", "data.word_dropout=1.0"))
+
+
 def test_too_few_scenes_for_a_batch_is_a_config_error(world, tmp_path):
     from nextmm.errors import ConfigError
 
