@@ -43,7 +43,8 @@ log = logging.getLogger(STAGE)
 
 class SceneDataset(Dataset):
     """Scenes -> {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (S, 3, 2, 224, 224),
-    "text": (3, 77) CLIP ids of each medium's caption in MODALITIES order, "concept": () long}.
+    "text": (3, 77) CLIP ids of each medium's caption in MODALITIES order (each word left out with probability
+    `word_dropout`), "concept": () long}.
 
     `video_clips` keeps that many of the 15 clip-crops of a video, drawn at random (for training: ImageBind
     averages the clips' embeddings, so one random clip-crop per step costs 1/15 and sees them all over

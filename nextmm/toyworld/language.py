@@ -474,14 +474,17 @@ def request(modalities: Sequence[str], subject_text: str, rng: np.random.Generat
     return pick(rng, table.get(split)).format(x=subject_text)
 
 
+def _listed(parts: Sequence[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def composed_request(order: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
     """A train request for several media, in ``order``, from parts: the first medium's single request, then an
     ALSO part for each other ("can you make a picture of {x}, make a clip of it and let me hear it?")."""
     first = pick(rng, REQUESTS[order[0]].train).format(x=subject_text)
     question_mark = first.endswith("?")
-    parts = [first.removesuffix("?"), *(pick(rng, ALSO[m]) for m in order[1:])]
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return joined + ("?" if question_mark else "")
+    return _listed([first.removesuffix("?"), *(pick(rng, ALSO[m]) for m in order[1:])]) + ("?" if question_mark else "")
 
 
 def question(topic: str, subject_text: str, rng: np.random.Generator, split: str = "train") -> str:
@@ -499,9 +502,7 @@ def describe_answer(modality: str, phrase_text: str, rng: np.random.Generator) -
 
 def answer_with(outputs: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
     """"Here is a picture of {x} <image> and the sound of {x} <audio>." for the outputs in order."""
-    parts = [pick(rng, ANSWER_PARTS[m]).format(x=subject_text) for m in outputs]
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"Here is {joined}."
+    return f"Here is {_listed([pick(rng, ANSWER_PARTS[m]).format(x=subject_text) for m in outputs])}."
 
 
 def vlog_request(name: str, rng: np.random.Generator, split: str = "train", music: bool = False) -> str:
@@ -514,7 +515,7 @@ def vlog_answer(name: str, rng: np.random.Generator) -> str:
 
 def chat_answer(answer: str) -> str:
     """A CHAT answer with the concept list filled in."""
-    return answer.format(places=", ".join(CONCEPT_NAMES[:-1]) + " and " + CONCEPT_NAMES[-1])
+    return answer.format(places=_listed(CONCEPT_NAMES))
 
 
 def _upper_first(text: str) -> str:
