@@ -11,6 +11,7 @@ A turn is a numbered sequence of plain steps:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -234,10 +235,12 @@ def _completion(model, generated: list[int], outputs: Sequence[str] | None) -> l
 
 
 def _clean_text(model, ids: list[int]) -> str:
-    """The answer without signal tokens, media markers, special tokens or the turn-end marker."""
+    """The answer without signal tokens, media markers, special tokens or the turn-end marker, and without the
+    spaces the signal runs stood between ("a picture  and a sound ." -> "a picture and a sound.")."""
     hidden = {i for ids_ in model.signal_ids.values() for i in ids_}
     text = model.tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=True)
-    return text.split(TURN_END.strip())[0].strip()
+    text = re.sub(r" {2,}", " ", text.split(TURN_END.strip())[0])
+    return re.sub(r" ([.,!?;:])", r"\1", text).strip()
 
 
 DECODER_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 7.5}  # the diffusers pipelines' own

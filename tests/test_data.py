@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from transformers import AutoTokenizer
 
 from nextmm.config import conf_dir
 from nextmm.conversation import Media, Text
 from nextmm.data import BatchStream, Example, Skipped, build_dataset, collate
+from nextmm.data.dataset import ConversationDataset
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
 from nextmm.data.loader import ShardStream
 from nextmm.data.records import Source, load_annotations, read_source
@@ -199,3 +201,24 @@ def test_t2m_turn_caption_counts_for_its_target_file(tmp_path):
     turns = read_conversation(raw, source)
     (output,) = turns[1].outputs
     assert (output.modality, output.caption, output.path) == ("image", "waves on a beach", tmp_path / "sea.png")
+
+
+def test_the_token_after_a_signal_run_is_the_same_whatever_follows(tokenizer):
+    """What follows a medium ("and" another, a comma, the end) is chosen at a text token, never at the run's last
+    signal token: the byte-level BPE of the toyworld merges " and" into one token, which would otherwise follow
+    the run directly."""
+    data = ConversationDataset([], tokenizer=tokenizer, signal_counts=SIGNALS, max_length=64)
+    run = "".join(f"[IMG{i}]" for i in range(4))
+    assert data.with_signals("the sea <image> and its sound <audio>.") == \
+        f"the sea {run}  and its sound " + "".join(f"[AUD{i}]" for i in range(8)) + "."
+    assert data.with_signals("the sea <image>, a clip <video> and").startswith(f"the sea {run}, a clip")
+
+    bpe = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "checkpoints/toyworld/trained/tokenizer")
+    after = set()
+    for answer in ("Here is the sea <image> and the sound of the sea <audio>.", "Here is the sea <image>.",
+                   "A picture <image>, a sound <audio> and a clip <video>.", "Your vlog: <image> <audio> <video>"):
+        ids = bpe(data.with_signals(answer), add_special_tokens=False).input_ids
+        last = {bpe.convert_tokens_to_ids(f"[{name}]") for name in ("IMG3", "AUD7", "VID23")}
+        after |= {ids[i + 1] for i in range(len(ids) - 1) if ids[i] in last}
+    assert len(after) == 1
+    assert bpe.decode(list(after)).strip() == ""

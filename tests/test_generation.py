@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from nextmm.errors import UserError
-from nextmm.generation import SignalCompletion, _completion
+from nextmm.generation import SignalCompletion, _clean_text, _completion
 from nextmm.modality import MODALITIES
 
 FAST = {"max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
@@ -26,6 +26,14 @@ def test_completion_finishes_a_cut_short_run_and_adds_requested_modalities(tiny_
     assert _completion(tiny_model, [7, *ids["audio"][:3]], None) == ids["audio"][3:]
     assert _completion(tiny_model, [7, 8], ["video"]) == ids["video"]
     assert _completion(tiny_model, [7, *ids["image"]], ["image"]) == []
+
+
+def test_answer_text_drops_the_runs_and_the_spaces_around_them(tiny_model):
+    ids = tiny_model.signal_ids
+    tokens = tiny_model.tokenizer("Here is the sea ", add_special_tokens=False).input_ids + ids["image"]
+    tokens += tiny_model.tokenizer("  and its sound ", add_special_tokens=False).input_ids + ids["audio"]
+    tokens += tiny_model.tokenizer(" .\n### Human: more", add_special_tokens=False).input_ids
+    assert _clean_text(tiny_model, tokens) == "Here is the sea and its sound."
 
 
 def test_requested_outputs_come_back_with_their_shapes(tiny_model):

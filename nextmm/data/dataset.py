@@ -12,6 +12,7 @@ the training loop can count them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.preprocess import load_media
 
 MEDIA_TOKENS = 3  # <Img> [media] </Img>
+_OUTPUT_THEN = re.compile(PLACEHOLDER.pattern + r"( (?=\w))?")  # a placeholder, and a space if a word follows
 
 
 @dataclass
@@ -121,7 +123,7 @@ class ConversationDataset(Dataset):
                 raise BadSample("empty answer")
 
         # 2. length, from the text alone, before any file is opened
-        texts = [PLACEHOLDER.sub(lambda m: self.signals[m.group(1)], t.text) for t in record.turns]
+        texts = [self.with_signals(t.text) for t in record.turns]
         messages = [Message(t.role, text, [Media(r.modality, torch.empty(0)) for r in t.inputs])
                     for t, text in zip(record.turns, texts)]
         num_tokens = self._count_tokens(prompt_segments(messages, train_answers=True))
@@ -140,6 +142,16 @@ class ConversationDataset(Dataset):
                 output.media = load_decoder_media(self.decoder_media[ref.modality], ref.path)
             outputs.append(output)
         return Example(prompt_segments(messages, train_answers=True), outputs, num_tokens)
+
+    def with_signals(self, text: str) -> str:
+        """The text with each output placeholder replaced by its signal run.
+
+        Where the text goes on after a run with a space and a word ("<image> and the sound"), one more space
+        is written, so the token after a run is the tokenizer's lone space whatever follows (".", ",", a word,
+        another run). What comes after a medium ("and" a further one, or the end) is then chosen at that text
+        token, not at the run's last signal token, whose last-layer state the output projector reads: there,
+        the answers' few "and"s were never learned and multi-media answers stopped after their first medium."""
+        return _OUTPUT_THEN.sub(lambda m: self.signals[m.group(1)] + ("  " if m.group(2) else ""), text)
 
     def _count_tokens(self, segments: Sequence[Segment]) -> int:
         """Exactly what NextMM.embed_segments will make of these segments: BOS, text tokens, 3 per medium."""
