@@ -6,6 +6,7 @@ A prompt is a list of segments: text (trained or not) and media (one projected t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -63,3 +64,10 @@ def prompt_segments(messages: list[Message], *, train_answers: bool = False) -> 
         else:
             raise ValueError(f"unknown role {message.role!r}: use 'user' or 'assistant'")
     return segments
+
+
+def tidy_spaces(text: str) -> str:
+    """Single spaces and none before punctuation, as left where media or signal runs were taken out of a text:
+    "a picture  and a sound ." -> "a picture and a sound."."""
+    text = re.sub(r" +([.,!?:;])", r"\1", text)
+    return re.sub(r" {2,}", " ", text).strip()

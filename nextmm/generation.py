@@ -11,7 +11,6 @@ A turn is a numbered sequence of plain steps:
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -23,7 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from nextmm.conversation import TURN_END, Media, Message, prompt_segments
+from nextmm.conversation import TURN_END, Media, Message, prompt_segments, tidy_spaces
 from nextmm.errors import UserError
 from nextmm.modality import MODALITIES, check_modality
 from nextmm.preprocess import audio_tensor, image_tensor, load_media, video_tensor
@@ -239,8 +238,7 @@ def _clean_text(model, ids: list[int]) -> str:
     spaces the signal runs stood between ("a picture  and a sound ." -> "a picture and a sound.")."""
     hidden = {i for ids_ in model.signal_ids.values() for i in ids_}
     text = model.tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=True)
-    text = re.sub(r" {2,}", " ", text.split(TURN_END.strip())[0])
-    return re.sub(r" ([.,!?;:])", r"\1", text).strip()
+    return tidy_spaces(text.split(TURN_END.strip())[0])
 
 
 DECODER_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 7.5}  # the diffusers pipelines' own

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from nextmm.conversation import Message, Text, prompt_segments
+from nextmm.conversation import Message, Text, prompt_segments, tidy_spaces
 from nextmm.data.records import Source, Turn, read_source
 from nextmm.errors import ConfigError
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
@@ -47,9 +47,7 @@ _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 
 def strip_media(text: str) -> str:
     """"Here is a picture of the sea <image>." -> "Here is a picture of the sea."."""
-    text = _PLACEHOLDER.sub("", text)
-    text = re.sub(r" +([.,!?:;])", r"\1", text)
-    return re.sub(r" {2,}", " ", text).strip()
+    return tidy_spaces(_PLACEHOLDER.sub("", text))
 
 
 def stand_in(file_name: str | Path) -> str:
