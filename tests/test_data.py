@@ -214,11 +214,11 @@ def test_the_token_after_a_signal_run_is_the_same_whatever_follows(tokenizer):
     assert data.with_signals("the sea <image>, a clip <video> and").startswith(f"the sea {run}, a clip")
 
     bpe = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "checkpoints/toyworld/trained/tokenizer")
+    last = {bpe.convert_tokens_to_ids(f"[{name}]") for name in ("IMG3", "AUD7", "VID23")}
     after = set()
     for answer in ("Here is the sea <image> and the sound of the sea <audio>.", "Here is the sea <image>.",
                    "A picture <image>, a sound <audio> and a clip <video>.", "Your vlog: <image> <audio> <video>"):
         ids = bpe(data.with_signals(answer), add_special_tokens=False).input_ids
-        last = {bpe.convert_tokens_to_ids(f"[{name}]") for name in ("IMG3", "AUD7", "VID23")}
         after |= {ids[i + 1] for i in range(len(ids) - 1) if ids[i] in last}
     assert len(after) == 1
     assert bpe.decode(list(after)).strip() == ""
