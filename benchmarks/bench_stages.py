@@ -1,12 +1,13 @@
-"""Training throughput of the three stages on the tiny model, and the gain from precomputed alignment targets.
+"""Training throughput of the three stages on the tiny model, and the gains from precomputed targets and features.
 
     python benchmarks/bench_stages.py [--steps 60] [--batch-size 4] [--workers 1] [--threads 1] [--rounds 3]
 
 Runs each recipe in this process on generated fixture data (tests/fixtures/data_fixtures.py; media are
-read and preprocessed for ImageBind in `--workers` DataLoader processes), then the decoder side twice more:
-with alignment targets encoded on the fly by the decoders' text encoders, and with targets precomputed by
-nextmm.precompute, alternating, a few rounds. Throughput counts the steps after the first few (warm-up).
-Prints Markdown tables for docs/benchmarks.md.
+read and preprocessed for ImageBind in `--workers` DataLoader processes). Then, alternating for a few rounds,
+the decoder side with alignment targets encoded on the fly by the decoders' text encoders and with targets
+precomputed by nextmm.precompute, and the encoder side with media read and encoded in every step and with
+precomputed ImageBind features. Throughput counts the steps after the first few (warm-up). Prints Markdown
+tables for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,24 @@ def run(stage: str, data_root: Path, out: Path, args, *extra: str) -> dict:
     return {"samples_per_s": args.batch_size * len(history) / seconds, "tokens_per_s": tokens / seconds}
 
 
+def alternate(stage: str, data: Path, tmp: Path, args, option: str, folder: Path) -> list[tuple[float, float]]:
+    """(samples/s without, with ``option``=folder) per round; alternating, so that a change in the machine's
+    load hits both sides alike."""
+    pairs = []
+    for round_ in range(args.rounds):
+        without = run(stage, data, tmp / f"{stage}-without{round_}", args)["samples_per_s"]
+        with_ = run(stage, data, tmp / f"{stage}-with{round_}", args, f"{option}={folder}")["samples_per_s"]
+        pairs.append((without, with_))
+    return pairs
+
+
+def print_rounds(title: str, without: str, with_: str, pairs: list[tuple[float, float]], seconds: float) -> None:
+    print(f"\n| {title} | {without}, samples/s | {with_}, samples/s | ratio |\n|---|---:|---:|---:|")
+    for round_, (a, b) in enumerate(pairs, 1):
+        print(f"| round {round_} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+    print(f"\nmedian ratio {statistics.median(b / a for a, b in pairs):.2f}x; precomputing took {seconds:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
@@ -69,25 +88,22 @@ def main() -> None:
             "decoder_side (pairs: image, video, audio out)": run("decoder_side", data, tmp / "dec", args),
             "modality_switching (all five instruction sets)": run("modality_switching", data, tmp / "ms", args),
         }
-        started = time.perf_counter()
-        precompute.main(compose_config("precompute", [f"data.root={data}", f"output={tmp / 'targets'}"]))
-        precompute_seconds = time.perf_counter() - started
-        ratios = []  # alternating runs, so that a change in the machine's load hits both sides alike
-        for round_ in range(args.rounds):
-            on_the_fly = run("decoder_side", data, tmp / f"fly{round_}", args)["samples_per_s"]
-            ahead = run("decoder_side", data, tmp / f"pre{round_}", args, f"targets={tmp / 'targets'}")["samples_per_s"]
-            ratios.append((on_the_fly, ahead))
+        seconds = {}
+        for kind in ("targets", "features"):
+            started = time.perf_counter()
+            precompute.main(compose_config("precompute", [f"data.root={data}", f"output={tmp / kind}", f"kind={kind}",
+                                                          f"num_workers={args.workers}"]))
+            seconds[kind] = time.perf_counter() - started
+        targets = alternate("decoder_side", data, tmp, args, "targets", tmp / "targets")
+        features = alternate("encoder_side", data, tmp, args, "features", tmp / "features")
 
     print(f"\n{args.steps} steps, batch {args.batch_size}, {args.workers} DataLoader worker(s), "
           f"{args.threads} torch thread(s); throughput over the steps after {WARMUP_STEPS} warm-up steps\n")
     print("| stage | samples/s | tokens/s |\n|---|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:.0f} |")
-    print("\n| decoder side | targets on the fly, samples/s | precomputed, samples/s | ratio |\n|---|---:|---:|---:|")
-    for round_, (on_the_fly, ahead) in enumerate(ratios, 1):
-        print(f"| round {round_} | {on_the_fly:.1f} | {ahead:.1f} | {ahead / on_the_fly:.2f}x |")
-    median = statistics.median(ahead / on_the_fly for on_the_fly, ahead in ratios)
-    print(f"\nmedian ratio {median:.2f}x; precomputing the fixture captions took {precompute_seconds:.1f} s")
+    print_rounds("decoder side", "targets on the fly", "precomputed targets", targets, seconds["targets"])
+    print_rounds("encoder side", "media read and encoded", "precomputed features", features, seconds["features"])
 
 if __name__ == "__main__":
     main()

@@ -21,10 +21,12 @@ TURN_END = "\n###"
 
 @dataclass
 class Media:
-    """One input medium: ``data`` is the preprocessed ImageBind input, e.g. (3, 224, 224) for an image."""
+    """One input medium: ``data`` is the preprocessed ImageBind input, e.g. (3, 224, 224) for an image, or with
+    ``encoded`` ImageBind's output for it, (embed_dim,) (precomputed features)."""
 
     modality: str
     data: torch.Tensor
+    encoded: bool = False
 
     def __post_init__(self) -> None:
         check_modality(self.modality)

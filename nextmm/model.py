@@ -11,6 +11,7 @@ one place, `nextmm.trainable`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,10 +151,11 @@ class NextMM(nn.Module):
         """LLM input embeddings, including the trained rows of nextmm's new tokens: (...,) -> (..., H)."""
         return self.llm.get_input_embeddings()(ids)
 
-    def embed_media(self, modality: str, data: torch.Tensor) -> torch.Tensor:
-        """Preprocessed media (B, ...) -> one LLM token each, (B, 1, H)."""
-        features = self.encoder(modality, data)  # (B, D_enc); the encoder moves inputs to its device and dtype
-        if self._encoder_offload is not None:
+    def embed_media(self, modality: str, data: torch.Tensor, *, encoded: bool = False) -> torch.Tensor:
+        """Preprocessed media (B, ...), or with ``encoded`` their ImageBind features (B, D_enc) -> one LLM token
+        each, (B, 1, H)."""
+        features = data if encoded else self.encoder(modality, data)  # the encoder moves inputs to its device
+        if self._encoder_offload is not None and not encoded:
             self._encoder_offload.offload()  # ImageBind back to CPU memory until the next media come in
         return self.input_projector(features.to(device=self.device, dtype=self._dtype))
 
@@ -191,15 +193,16 @@ class NextMM(nn.Module):
         return _pad_batch(embeds, labels, ids, self.tokenizer.pad_token_id)
 
     def _embed_all_media(self, batch: Sequence[Sequence[Segment]]) -> list[torch.Tensor]:
-        """(n_media_i, H) per sample, encoding all media of one modality in a single batched call."""
+        """(n_media_i, H) per sample, all media of one modality (and form: raw or precomputed) in one call."""
         found = [[s for s in sample if isinstance(s, Media)] for sample in batch]
         out = [torch.empty(len(media), self.hidden_size, device=self.device, dtype=self._dtype) for media in found]
-        for modality in MODALITIES:
-            where = [(i, j) for i, media in enumerate(found) for j, m in enumerate(media) if m.modality == modality]
+        for modality, encoded in itertools.product(MODALITIES, (False, True)):
+            where = [(i, j) for i, media in enumerate(found) for j, m in enumerate(media)
+                     if m.modality == modality and m.encoded == encoded]
             if not where:
                 continue
             data = torch.stack([found[i][j].data for i, j in where])
-            tokens = self.embed_media(modality, data)[:, 0]  # (N, H)
+            tokens = self.embed_media(modality, data, encoded=encoded)[:, 0]  # (N, H)
             for (i, j), token in zip(where, tokens):
                 out[i][j] = token
         return out

@@ -32,6 +32,7 @@ def dataset_for(cfg: DictConfig, model):
         cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
         pairs="generation", pair_prompt=cfg.pair_prompt,
         targets=cfg.targets, decoders_cfg=model.config.decoders,
+        features=cfg.get("features"), encoder_cfg=model.config.encoder,  # modality switching's input media
         decoder_media={m: decoder_media_spec(model.decoders, m) for m in model.config.decoders} if denoise else None,
     )
 

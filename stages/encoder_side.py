@@ -1,6 +1,8 @@
 """Stage 1, encoder-side alignment: the input projector learns to hand the LLM media it can caption.
 
     python stages/encoder_side.py model=tiny data=pairs output_dir=runs/encoder_side train.max_steps=1000
+    python -m nextmm.precompute kind=features model=tiny data=pairs output=runs/features   # optional, once:
+    python stages/encoder_side.py model=tiny data=pairs features=runs/features output_dir=runs/encoder_side
     accelerate launch --multi_gpu --num_processes 2 stages/encoder_side.py model=nextgpt_7b output_dir=runs/encoder_side
 
 Each X-caption pair becomes "### Human: <Img>[medium]</Img> Describe this image briefly.\\n### Assistant:
@@ -24,7 +26,7 @@ def dataset_for(cfg: DictConfig, model):
     """Each pair asks about its medium; the caption is the answer."""
     return build_dataset(
         cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
-        pairs="comprehension", pair_prompt=cfg.pair_prompt,
+        pairs="comprehension", pair_prompt=cfg.pair_prompt, features=cfg.features, encoder_cfg=model.config.encoder,
     )
 
 

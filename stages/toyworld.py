@@ -10,6 +10,7 @@ starts over. In output_dir:
     pretrain_encoder/          imagebind.pth, the tiny ImageBind trained by InfoNCE
     pretrain_llm/llm/          the tiny Llama and its BPE tokenizer (a transformers folder)
     pretrain_decoders/<m>/     the tiny SD, AudioLDM and Zeroscope pipelines (diffusers folders)
+    features/<data>/           the frozen ImageBind's features of the stages' input media (python -m nextmm.precompute)
     encoder_side/final  decoder_side/final  modality_switching/final   the three stages' trained parts
     timings.json               seconds per step
 
@@ -85,10 +86,17 @@ def plan(cfg: DictConfig) -> list[Step]:
     def extra(name: str) -> list[str]:
         return as_overrides(cfg[name])
 
-    def stage(name: str, data_cfg: str, init: Path | str) -> Step:
+    def stage(name: str, data_cfg: str, init: Path | str, with_features: bool = True) -> Step:
         paths = [f"data={data_cfg}", f"data.root={data}", f"output_dir={run / name}", f"init_from={init}",
-                 f"seed={cfg.seed}"]
+                 f"seed={cfg.seed}"] + ([f"features={run / 'features' / data_cfg}"] if with_features else [])
         return Step(name, recipe(name) + model_overrides(run) + paths + extra(name), run / name / "final")
+
+    def features(data_cfg: str) -> Step:
+        """The encoder is frozen from here on: its features of a data set's media are computed once."""
+        out = run / "features" / data_cfg
+        return Step(f"features_{data_cfg.removeprefix('toyworld_')}", ["-m", "nextmm.precompute", "kind=features",
+                    f"data={data_cfg}", f"data.root={data}", f"output={out}", *model_overrides(run)],
+                    out / "index.json")
 
     return [
         Step("world", ["-m", "nextmm.toyworld.build", f"output={data}", f"seed={cfg.seed}"] + extra("world"),
@@ -101,8 +109,10 @@ def plan(cfg: DictConfig) -> list[Step]:
         Step("pretrain_decoders", recipe("pretrain_decoders") + [f"data_root={data}",
              f"output_dir={run / 'pretrain_decoders'}", f"seed={cfg.seed}"] + extra("pretrain_decoders"),
              run / "pretrain_decoders" / "metrics.json"),
+        features("toyworld_pairs"),
+        features("toyworld_instructions"),
         stage("encoder_side", "toyworld_pairs", "null"),
-        stage("decoder_side", "toyworld_pairs", run / "encoder_side" / "final"),
+        stage("decoder_side", "toyworld_pairs", run / "encoder_side" / "final", with_features=False),  # no input media
         stage("modality_switching", "toyworld_instructions", run / "decoder_side" / "final"),
     ]
 

@@ -1,6 +1,9 @@
-"""python -m nextmm.precompute: alignment targets written once, read by caption, checked against the decoder."""
+"""python -m nextmm.precompute: alignment targets and encoder features written once, read back, checked against
+the model that computed them."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,10 +11,13 @@ from safetensors.torch import load_file
 
 from nextmm import cli, precompute
 from nextmm.cli import compose_config
-from nextmm.data import build_dataset
-from nextmm.data.targets import AlignmentTargets
+from nextmm.conversation import Media
+from nextmm.data import Skipped, build_dataset
+from nextmm.data.precomputed import Precomputed, decoder_fingerprints, encoder_fingerprints
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
+from nextmm.modality import MODALITIES
+from nextmm.preprocess import load_media
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,7 @@ def test_every_output_caption_is_written_and_equals_the_text_encoder(targets, mo
     assert {m: sorted(c) for m, c in index["captions"].items()} == {
         "image": ["a calm sea", "a red square"], "audio": ["a low hum"], "video": ["a moving bar", "waves rolling"]}
     assert index["modalities"]["image"]["shape"] == [77, 32] and index["modalities"]["audio"]["shape"] == [32]
-    store = AlignmentTargets(targets, model.config.decoders)
+    store = Precomputed(targets, "targets", decoder_fingerprints(model.config.decoders))
     for modality, captions in index["captions"].items():
         for caption in captions:
             expected = model.decoders.encode_text(modality, [caption])[0]
@@ -52,7 +58,7 @@ def test_every_output_caption_is_written_and_equals_the_text_encoder(targets, mo
 def test_targets_of_another_decoder_are_refused(targets):
     other = NextMM.from_config("tiny", overrides=["decoders.image.components.text_encoder.seed=7"], empty=True)
     with pytest.raises(ConfigError, match="different image decoder"):
-        AlignmentTargets(targets, other.config.decoders)
+        Precomputed(targets, "targets", decoder_fingerprints(other.config.decoders))
 
 
 def test_a_dataset_with_captions_the_targets_lack_is_refused(targets, root, model):
@@ -67,4 +73,99 @@ def test_missing_output_and_missing_folder_are_one_line_errors(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err == "error: set output=<folder> for the targets (then pass targets=<folder> to a stage)"
     with pytest.raises(ConfigError, match=r"no precomputed targets in .*index.json missing"):
-        AlignmentTargets(tmp_path, {})
+        Precomputed(tmp_path, "targets", {})
+
+
+# ------------------------------------------------------------------------------------------ features
+@pytest.fixture(scope="module")
+def features(root, tmp_path_factory):
+    """ImageBind features of every input medium of the instruction mix (images, audio and video)."""
+    folder = tmp_path_factory.mktemp("features") / "instructions"
+    overrides = [f"data.root={root}", "data=instructions", f"output={folder}", "kind=features", "num_workers=0"]
+    precompute.main(compose_config("precompute", overrides))
+    return folder
+
+
+def instruction_data(root, model, **precomputed):
+    cfg = compose_config("stage/modality_switching", [f"data.root={root}", "output_dir=unused"])
+    return build_dataset(cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+                         pairs="generation", pair_prompt=cfg.pair_prompt, encoder_cfg=model.config.encoder,
+                         **precomputed)
+
+
+def test_every_input_medium_is_written_and_equals_the_encoder(features, root, model):
+    index = json.loads((features / "index.json").read_text())
+    assert {m: sorted(keys) for m, keys in index["media"].items()} == {  # relative to data.root, each once
+        "image": ["IT_data/MosIT_data/images/0.png", "IT_data/T+X-T_data/llava/images/0.png",
+                  "IT_data/T+X-T_data/llava/images/1.png"],
+        "audio": ["IT_data/MosIT_data/audios/0.wav"], "video": ["IT_data/T+X-T_data/videochat/videos/0.mp4"]}
+    store = Precomputed(features, "features", encoder_fingerprints(model.config.encoder, MODALITIES))
+    for modality, keys in index["media"].items():
+        assert index["modalities"][modality]["shape"] == [model.encoder.embed_dim]
+        for key in keys:
+            expected = model.encoder(modality, load_media(modality, root / key)[None])[0]
+            torch.testing.assert_close(store.get(modality, key), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_with_features_the_llm_gets_the_same_inputs_without_running_the_encoder(features, root, model, monkeypatch):
+    raw, cached = instruction_data(root, model), instruction_data(root, model, features=features)
+    with_media = [i for i in range(len(raw)) if any(isinstance(s, Media) for s in raw[i].segments)]
+    assert len(with_media) >= 3
+    for i in with_media:
+        media = [s for s in cached[i].segments if isinstance(s, Media)]
+        assert all(m.encoded and m.data.shape == (model.encoder.embed_dim,) for m in media)
+    expected = model.embed_segments([raw[i].segments for i in with_media])
+    monkeypatch.setattr(model.encoder, "forward", lambda *a: pytest.fail("the encoder ran"))
+    found = model.embed_segments([cached[i].segments for i in with_media])
+    torch.testing.assert_close(found.inputs_embeds, expected.inputs_embeds, atol=1e-5, rtol=1e-4)
+    assert torch.equal(found.labels, expected.labels)
+
+
+def test_unreadable_media_are_recorded_and_their_samples_skipped_alike(root, tmp_path, model):
+    bad = root / "bad"
+    overrides = [f"data.root={bad}", "data=cc3m", f"output={tmp_path / 'f'}", "kind=features", "num_workers=0"]
+    precompute.main(compose_config("precompute", overrides))
+    index = json.loads((tmp_path / "f" / "index.json").read_text())
+    assert sorted(index["bad"]["image"]) == ["T_X_pair_data/cc3m/images/corrupt.png",
+                                             "T_X_pair_data/cc3m/images/missing.png"]
+    cfg = compose_config("stage/encoder_side", [f"data.root={bad}", "data=cc3m", "output_dir=unused"])
+
+    def reasons(**precomputed):
+        data = build_dataset(cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+                             pairs="comprehension", pair_prompt=cfg.pair_prompt, encoder_cfg=model.config.encoder,
+                             **precomputed)
+        return [item.reason if isinstance(item, Skipped) else None for item in (data[i] for i in range(len(data)))]
+
+    assert reasons(features=tmp_path / "f") == reasons()
+    assert reasons()[0] is None and "corrupt.png" in reasons()[2]
+
+
+def test_features_of_another_encoder_or_other_media_are_refused(features, root, model):
+    other = NextMM.from_config("tiny", overrides=["encoder.seed=7"], empty=True)
+    with pytest.raises(ConfigError, match="different image encoder .* or pass features=null"):
+        instruction_data(root, other, features=features)
+    cfg = compose_config("stage/encoder_side", [f"data.root={root}", "output_dir=unused"])
+    with pytest.raises(ConfigError, match=r"\d+ input media have no precomputed feature in .*kind=features"):
+        build_dataset(cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+                      pairs="comprehension", pair_prompt=cfg.pair_prompt, features=features,
+                      encoder_cfg=model.config.encoder)
+
+
+def test_encoder_side_trains_the_same_from_features(root, tmp_path):
+    spec = importlib.util.spec_from_file_location("encoder_side", Path(__file__).parents[1] / "stages" / "encoder_side.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    precompute.main(compose_config("precompute", [f"data.root={root}", f"output={tmp_path / 'f'}", "kind=features",
+                                                   "num_workers=0"]))
+
+    def losses(name, *extra):
+        overrides = [f"data.root={root}", f"output_dir={tmp_path / name}", "data.num_workers=0", "train.max_steps=3",
+                     "logging.every=1000", *extra]
+        return stage.train(compose_config("stage/encoder_side", overrides))["losses"]
+
+    assert losses("raw") == pytest.approx(losses("cached", f"features={tmp_path / 'f'}"), rel=1e-4)
+
+
+def test_an_unknown_kind_is_a_one_line_error(capsys):
+    assert run_cli(["kind=latents", "output=x"]) == cli.USAGE_ERROR
+    assert capsys.readouterr().err.strip().startswith("error: kind='latents': choose targets")

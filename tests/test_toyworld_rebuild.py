@@ -21,6 +21,7 @@ def test_plan_runs_every_recipe_in_order_on_the_run_s_own_parts(tmp_path):
     steps = rebuild.plan(cfg)
     run = tmp_path / "run"
     assert [s.name for s in steps] == ["world", "pretrain_encoder", "pretrain_llm", "pretrain_decoders",
+                                       "features_pairs", "features_instructions",
                                        "encoder_side", "decoder_side", "modality_switching"]
     by_name = {s.name: s for s in steps}
     assert by_name["pretrain_llm"].argv[-1] == "train.max_steps=7"  # the config's overrides come last
@@ -35,11 +36,22 @@ def test_plan_runs_every_recipe_in_order_on_the_run_s_own_parts(tmp_path):
     assert f"init_from={run / 'decoder_side' / 'final'}" in switching  # each stage starts where the last ended
     assert f"init_from={run / 'encoder_side' / 'final'}" in by_name["decoder_side"].argv
     assert "data=toyworld_instructions" in switching and "data=toyworld_pairs" in by_name["encoder_side"].argv
+    # the frozen encoder's features of each data set, computed once, read by the stages with input media
+    for data, stage in (("toyworld_pairs", "encoder_side"), ("toyworld_instructions", "modality_switching")):
+        precompute = by_name[f"features_{data.removeprefix('toyworld_')}"].argv
+        assert precompute[:3] == ["-m", "nextmm.precompute", "kind=features"] and f"data={data}" in precompute
+        assert f"model.encoder.checkpoint={run / 'pretrain_encoder' / 'imagebind.pth'}" in precompute
+        assert f"output={run / 'features' / data}" in precompute
+        assert f"features={run / 'features' / data}" in by_name[stage].argv
+    assert not any(arg.startswith("features=") for arg in by_name["decoder_side"].argv)
 
 
 def test_the_stage_commands_compose(tmp_path):
     """Every stage step's overrides compose against its recipe's config (no unknown key, no bad group)."""
-    for step in rebuild.plan(config(tmp_path))[4:]:
+    steps = rebuild.plan(config(tmp_path))
+    for step in steps[4:6]:
+        assert compose_config("precompute", step.argv[2:]).kind == "features"
+    for step in steps[6:]:
         stage = Path(step.argv[0]).stem
         cfg = compose_config(f"stage/{stage}", step.argv[1:])
         assert cfg.model.name == "toyworld"
@@ -59,6 +71,9 @@ def fake_run(run: Path) -> None:
         (run / "pretrain_decoders" / modality).mkdir(parents=True)
         (run / "pretrain_decoders" / modality / "model_index.json").write_text("{}")
     (run / "pretrain_decoders" / "metrics.json").write_text("{}")
+    for data in ("toyworld_pairs", "toyworld_instructions"):
+        (run / "features" / data).mkdir(parents=True)
+        (run / "features" / data / "index.json").write_text("{}")
     for stage in ("encoder_side", "decoder_side", "modality_switching"):
         (run / stage / "final").mkdir(parents=True)
     model = {"encoder": {"checkpoint": "x"}, "llm": {"path": "x", "tokenizer": "x", "architecture": {"vocab_size": 9}},

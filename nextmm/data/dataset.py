@@ -5,9 +5,10 @@ the loss targets. Where an answer produces a medium, its signal tokens stand in 
 carries what they are aligned to (the caption, its precomputed target if any, target media if asked).
 
 ImageBind preprocessing (`load_media`) runs in ``__getitem__``, so it happens in the DataLoader's worker
-processes and never in the training forward. A sample that cannot be used (missing or corrupt file,
-empty caption, too many tokens) comes back as `Skipped` with the reason; `collate` keeps those apart so
-the training loop can count them.
+processes and never in the training forward; with precomputed ``features`` a medium is its ImageBind
+vector instead, read from the folder, and the encoder does not run at all. A sample that cannot be used
+(missing or corrupt file, empty caption, too many tokens) comes back as `Skipped` with the reason;
+`collate` keeps those apart so the training loop can count them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nextmm.config import resolve_path
 from nextmm.conversation import Media, Message, Segment, Text, prompt_segments
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
 from nextmm.data.records import PLACEHOLDER, Record, Source, read_source
-from nextmm.data.targets import AlignmentTargets
+from nextmm.data.precomputed import Precomputed, decoder_fingerprints, encoder_fingerprints, media_key
 from nextmm.errors import ConfigError, MediaError
 from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.preprocess import load_media
@@ -94,7 +95,9 @@ class ConversationDataset(Dataset):
         tokenizer: PreTrainedTokenizerBase,
         signal_counts: Mapping[str, int],
         max_length: int,
-        targets: AlignmentTargets | None = None,
+        targets: Precomputed | None = None,
+        features: Precomputed | None = None,
+        media_root: Path | None = None,
         decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
     ):
         self.records = list(records)
@@ -102,6 +105,7 @@ class ConversationDataset(Dataset):
         self.signals = {m: "".join(signal_tokens(m, signal_counts[m])) for m in MODALITIES}
         self.max_length = max_length
         self.targets = targets
+        self.features, self.media_root = features, media_root or Path(".")  # features are keyed relative to it
         self.decoder_media = dict(decoder_media or {})  # modality -> spec: load target media for these
 
     def __len__(self) -> int:
@@ -132,7 +136,7 @@ class ConversationDataset(Dataset):
 
         # 3. media: ImageBind inputs, then what the outputs align to
         for message, turn in zip(messages, record.turns):
-            message.media = [Media(r.modality, load_media(r.modality, r.path)) for r in turn.inputs]
+            message.media = [self._input_medium(r.modality, r.path) for r in turn.inputs]
         outputs = []
         for ref in (ref for turn in record.turns for ref in turn.outputs):
             output = Output(ref.modality, ref.caption)
@@ -142,6 +146,16 @@ class ConversationDataset(Dataset):
                 output.media = load_decoder_media(self.decoder_media[ref.modality], ref.path)
             outputs.append(output)
         return Example(prompt_segments(messages, train_answers=True), outputs, num_tokens)
+
+    def _input_medium(self, modality: str, path: Path) -> Media:
+        """ImageBind's input for the medium, or its precomputed ImageBind vector."""
+        if self.features is None:
+            return Media(modality, load_media(modality, path))
+        key = media_key(path, self.media_root)
+        problem = self.features.problem(modality, key)
+        if problem is not None:
+            raise BadSample(problem)
+        return Media(modality, self.features.get(modality, key), encoded=True)
 
     def with_signals(self, text: str) -> str:
         """The text with each output placeholder replaced by its signal run.
@@ -167,6 +181,11 @@ class ConversationDataset(Dataset):
     def output_captions(self) -> set[tuple[str, str]]:
         """Every (modality, caption) an answer produces: what precomputed targets must cover."""
         return {(ref.modality, ref.caption) for r in self.records for t in r.turns for ref in t.outputs}
+
+    def input_media(self) -> set[tuple[str, str]]:
+        """Every (modality, media key) a question gives: what precomputed features must cover."""
+        return {(ref.modality, media_key(ref.path, self.media_root))
+                for r in self.records for t in r.turns for ref in t.inputs}
 
 
 def read_sources(data_cfg: Mapping, *, pairs: str, pair_prompt: str) -> list[Record]:
@@ -206,30 +225,45 @@ def build_dataset(
     pair_prompt: str,
     targets: str | Path | None = None,
     decoders_cfg: Mapping | None = None,
+    features: str | Path | None = None,
+    encoder_cfg: Mapping | None = None,
     decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
 ) -> ConversationDataset:
     """The dataset of a data config (conf/data/<name>.yaml, plus the stage's ``data.max_length``).
 
-    ``targets``: a folder from nextmm.precompute; it must cover every output caption (checked here, once).
+    ``targets`` / ``features``: folders from nextmm.precompute (kind=targets, computed with ``decoders_cfg``;
+    kind=features, with ``encoder_cfg``); each must cover every output caption / input medium (checked here, once).
     """
     records = read_sources(data_cfg, pairs=pairs, pair_prompt=pair_prompt)
-    store = None
+    target_store = feature_store = None
     if targets is not None:
-        store = AlignmentTargets(resolve_path(targets), decoders_cfg or {})
+        target_store = Precomputed(resolve_path(targets), "targets", decoder_fingerprints(decoders_cfg or {}))
+    if features is not None:
+        if encoder_cfg is None:
+            raise ValueError("features need the encoder config they must have been computed with")
+        feature_store = Precomputed(resolve_path(features), "features", encoder_fingerprints(encoder_cfg, MODALITIES))
     dataset = ConversationDataset(
         records,
         tokenizer=tokenizer,
         signal_counts=signal_counts,
         max_length=int(data_cfg["max_length"]),
-        targets=store,
+        targets=target_store,
+        features=feature_store,
+        media_root=resolve_path(data_cfg.get("root") or "."),
         decoder_media=decoder_media,
     )
-    if store is not None:
-        missing = store.missing(sorted(dataset.output_captions()))
-        if missing:
-            modality, caption = missing[0]
-            raise ConfigError(
-                f"{len(missing)} output captions have no precomputed target in {targets} (first: {modality} "
-                f"{caption[:60]!r}); rerun python -m nextmm.precompute with this data"
-            )
+    if target_store is not None:
+        _check_covered(target_store, dataset.output_captions(), "output captions", "target", targets)
+    if feature_store is not None:
+        _check_covered(feature_store, dataset.input_media(), "input media", "feature", features)
     return dataset
+
+
+def _check_covered(store: Precomputed, wanted: set[tuple[str, str]], what: str, row: str, folder) -> None:
+    missing = store.missing(sorted(wanted))
+    if missing:
+        modality, key = missing[0]
+        raise ConfigError(
+            f"{len(missing)} {what} have no precomputed {row} in {folder} (first: {modality} {key[:60]!r}); rerun "
+            f"python -m nextmm.precompute kind={store.kind} with this data"
+        )
