@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from nextmm import precompute
 from nextmm.cli import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))  # the recipes import their shared loop as `from loop import ...`
 WARMUP_STEPS = 3
 
 

@@ -36,6 +36,7 @@ from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
 from nextmm.preprocess import VIDEO_SPATIAL_CROPS as SPATIAL_CROPS
 from nextmm.preprocess import load_media, load_video_clip_frames, video_clips_tensor
+from nextmm.toyworld import language as lang
 
 STAGE = "pretrain_encoder"
 log = logging.getLogger(STAGE)
@@ -44,7 +45,8 @@ log = logging.getLogger(STAGE)
 class SceneDataset(Dataset):
     """Scenes -> {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (S, 3, 2, 224, 224),
     "text": (3, 77) CLIP ids of each medium's caption in MODALITIES order (each word left out with probability
-    `word_dropout`), "concept": () long}.
+    `word_dropout`; with probability `general_text` a sentence of the concept's general text instead of the
+    caption), "concept": () long}.
 
     `video_clips` keeps that many of the 15 clip-crops of a video, drawn at random (for training: ImageBind
     averages the clips' embeddings, so one random clip-crop per step costs 1/15 and sees them all over
@@ -53,8 +55,9 @@ class SceneDataset(Dataset):
     """
 
     def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None,
-                 word_dropout: float = 0.0):
+                 word_dropout: float = 0.0, general_text: float = 0.0):
         self.scenes, self.folder, self.video_clips, self.word_dropout = scenes, folder, video_clips, word_dropout
+        self.general_text = general_text
         self.concept_index = {c: i for i, c in enumerate(concepts)}
         self.clip_frames: list[list[torch.Tensor]] = []
         if video_clips is not None:
@@ -76,9 +79,25 @@ class SceneDataset(Dataset):
             picks = torch.randperm(len(clips) * SPATIAL_CROPS)[: self.video_clips].sort().values
             item["video"] = torch.stack(
                 [video_clips_tensor([clips[int(p) // SPATIAL_CROPS]])[int(p) % SPATIAL_CROPS] for p in picks])
-        item["text"] = text_token_ids([drop_words(scene["captions"][m], self.word_dropout) for m in MODALITIES])
+        item["text"] = text_token_ids([drop_words(self.text(scene, m), self.word_dropout) for m in MODALITIES])
         item["concept"] = torch.tensor(self.concept_index[scene["concept"]])
         return item
+
+
+    def text(self, scene: dict, modality: str) -> str:
+        """The medium's caption, or with probability ``general_text`` one of its concept's general sentences."""
+        if self.general_text > 0 and torch.rand(()) < self.general_text:
+            sentences = general_sentences(scene["concept"], modality)
+            return sentences[int(torch.randint(len(sentences), ()))]
+        return scene["captions"][modality]
+
+
+def general_sentences(concept: str, modality: str) -> tuple[str, ...]:
+    """What the world's general text says about ``concept``: its look, sound or motion (as ``modality`` shows)
+    and its glossary sentences, which use the words of the held-out captions in sentences of their own. Web-scale
+    pairs give a real ImageBind's text tower such words; here they would otherwise be in no training text."""
+    words = lang.words(concept)
+    return ({"image": words.looks, "audio": words.sounds, "video": words.moves}[modality], *lang.GLOSSARY[concept])
 
 
 def drop_words(text: str, p: float) -> str:
@@ -178,10 +197,11 @@ def train(cfg: DictConfig) -> dict:
     concepts = sorted({s["concept"] for s in train_scenes + heldout_scenes})
     if len(train_scenes) < cfg.train.batch_size:
         raise ConfigError(f"{len(train_scenes)} training scenes in {root}, fewer than train.batch_size={cfg.train.batch_size}")
-    if not 0 <= cfg.data.word_dropout < 1:
-        raise ConfigError(f"data.word_dropout={cfg.data.word_dropout}: give a probability in [0, 1)")
+    for key in ("word_dropout", "general_text"):
+        if not 0 <= cfg.data[key] < 1:
+            raise ConfigError(f"data.{key}={cfg.data[key]}: give a probability in [0, 1)")
     train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips,
-                             word_dropout=cfg.data.word_dropout)
+                             word_dropout=cfg.data.word_dropout, general_text=cfg.data.general_text)
     loader = DataLoader(
         train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
         persistent_workers=cfg.data.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed),

@@ -152,7 +152,8 @@ def test_features_of_another_encoder_or_other_media_are_refused(features, root, 
 
 
 def test_encoder_side_trains_the_same_from_features(root, tmp_path):
-    spec = importlib.util.spec_from_file_location("encoder_side", Path(__file__).parents[1] / "stages" / "encoder_side.py")
+    path = Path(__file__).parents[1] / "stages" / "encoder_side.py"
+    spec = importlib.util.spec_from_file_location("encoder_side", path)
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
     precompute.main(compose_config("precompute", [f"data.root={root}", f"output={tmp_path / 'f'}", "kind=features",

@@ -128,6 +128,27 @@ def test_word_dropout_leaves_out_words_in_order_and_keeps_one():
     assert {drop_words("beach", 0.9) for _ in range(20)} == {"beach"}  # one word is always kept
 
 
+def test_general_text_replaces_that_share_of_captions_with_the_concept_s_sentences(world):
+    from nextmm.toyworld import language as lang
+
+    scenes, _ = recipe().load_scenes(world)
+    scene = scenes[0]
+    concepts = sorted({s["concept"] for s in scenes})
+    plain = recipe().SceneDataset(scenes, world, concepts)
+    assert {plain.text(scene, "audio") for _ in range(20)} == {scene["captions"]["audio"]}
+    mixed = recipe().SceneDataset(scenes, world, concepts, general_text=0.5)
+    torch.manual_seed(0)
+    texts = [mixed.text(scene, "audio") for _ in range(400)]
+    general = set(recipe().general_sentences(scene["concept"], "audio"))
+    assert lang.words(scene["concept"]).sounds in general and set(lang.GLOSSARY[scene["concept"]]) <= general
+    assert set(texts) <= general | {scene["captions"]["audio"]} and len(set(texts) & general) == len(general)
+    assert 0.4 < sum(t in general for t in texts) / len(texts) < 0.6
+    # general text is training text: no held-out phrase or template part is in it
+    every = " ".join(t.lower() for c in lang.CONCEPT_NAMES for m in ("image", "audio", "video")
+                     for t in recipe().general_sentences(c, m))
+    assert not [f for f in lang.heldout_fragments() if f.lower() in every]
+
+
 def test_word_dropout_outside_0_1_is_a_config_error(world, tmp_path):
     from nextmm.errors import ConfigError
 

@@ -18,6 +18,7 @@ from nextmm.toyworld.build import plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 from nextmm.toyworld import concept_of
 from nextmm.toyworld.corpus import NARRATIVES, corpus_documents, corpus_text, stand_in, strip_media
+from nextmm.toyworld import language as lang
 from nextmm.toyworld.language import WORDS, heldout_fragments
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
@@ -61,6 +62,24 @@ def test_corpus_is_the_worlds_conversations_then_general_text(world, texts):
     assert not [fragment for fragment in heldout_fragments() if fragment in everything]
     # held-out media words are known language, used where the train words go
     assert all(any(word in text for text in general) for word in (" sketch", " footage", " listen to", " record"))
+
+
+def test_every_word_of_the_heldout_wording_is_known_language(texts):
+    """Held-out prompts are new phrasing, never new words: each of their words is in the corpus, or in a train
+    wording (which a full-size world's annotations all use; this small world draws only some)."""
+    tables = [*lang.CAPTION_TEMPLATES.values(), *lang.REQUESTS.values(), *lang.MULTI_REQUESTS.values(),
+              *lang.QUESTIONS.values(), *lang.DESCRIBE.values(), lang.VLOG_REQUESTS, lang.VLOG_MUSIC_REQUESTS]
+    entries = [entry for w in WORDS.values() for entry in (w.subjects, w.image, w.video, w.audio)]
+
+    def wordings(split):
+        return [re.sub(r"\{[a-z]\}", "", t) for table in tables for t in table.get(split)] + [
+            text for entry in entries for text in entry.get(split)]
+
+    known = set(re.findall(r"[a-z']+", "\n".join([*texts, *wordings("train")]).lower()))
+    heldout = wordings("heldout")
+    unknown = {word for text in heldout for word in re.findall(r"[a-z']+", text.lower())} - known
+    assert not unknown, sorted(unknown)
+    assert "illustrate" in known and "downpour" in known  # a lone template word and a held-out phrase's word
 
 
 def test_input_media_read_as_a_stand_in_word_of_their_concept(texts):

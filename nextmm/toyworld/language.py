@@ -13,6 +13,7 @@ back), which makes "did the answer name the right concept?" a plain check.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -401,10 +402,14 @@ VLOG_ANSWERS = (
 # What a real LLM brings from its web text and a toy one must read somewhere: the world's media words in
 # plain sentences, not in requests. Words of both splits share the same slots ("sketch" where "draw" goes,
 # "footage" where "video" goes), so a model that learns a request's medium from the train words has seen
-# the held-out words used alike. Only the language model's pretraining reads these (corpus.py); no held-out
-# subject or phrase and no fixed part of a held-out template is ever written here (heldout_fragments).
+# the held-out words used alike. Every word of the held-out split (the templates' "could", "give", "produce",
+# the phrases' "coast", "downpour", "gig") is used somewhere in this text, in other sentences, as a real
+# LLM has read every English word: held-out wording is new phrasing, never an unknown word. Only pretraining
+# reads these: the language model's corpus (corpus.py), and GLOSSARY also the encoder's (general_text in
+# stages/pretrain_encoder.py). No held-out subject or phrase and no fixed part of a held-out template is ever
+# written here (heldout_fragments; narrative() draws again where one would be).
 MEDIA_WORDS = {  # medium -> (verbs: "{p} likes to {verb} {x}", nouns: "{p} made {noun} of {x}", where it ends up)
-    "image": (("draw", "paint", "sketch", "photograph"),
+    "image": (("draw", "paint", "sketch", "photograph", "illustrate", "depict"),
               ("a picture", "an image", "a photo", "a drawing", "a painting", "an illustration", "a sketch",
                "a still", "a snapshot", "a still picture"),
               ("hangs on the wall", "is printed in a book", "is pinned to the board")),
@@ -413,21 +418,81 @@ MEDIA_WORDS = {  # medium -> (verbs: "{p} likes to {verb} {x}", nouns: "{p} made
                "some moving images"),
               ("plays on the screen", "runs on the television", "is shown in the cinema")),
     "audio": (("record", "hear", "listen to", "tape"),
-              ("a sound", "some audio", "a recording", "a noise", "a sound clip"),
+              ("a sound", "some audio", "a recording", "a noise", "a sound clip", "a soundtrack"),
               ("plays through the speakers", "is heard in the headphones", "plays on the radio")),
-    "text": (("describe", "explain", "talk about", "write about"),
+    "text": (("describe", "explain", "talk about", "write about", "summarise"),
              ("a description", "an explanation", "a few words", "a sentence"),
              ("is written down in plain words", "is told aloud, with no sound effects or clip")),
 }
 PEOPLE = ("Anna", "Ben", "my friend", "the artist", "a visitor", "someone", "my sister", "the guide")
 MAKING = ("made", "created", "produced", "generated", "gave me")
+# Words a request may be phrased with, each set used alike in the same slots (a request's "could you" is its
+# "can you", its "give me" its "show me").
+MODALS = ("can", "could", "will", "would")
+HANDING = ("give", "show", "send", "hand")
+CREATING = ("make", "create", "produce", "generate")
 NARRATIVE = (  # one sentence about one medium: {p} person, {verb}, {noun}, {where}, {x} a subject
     "{p} likes to {verb} {x}.",
     "{p} wanted to {verb} {x}, and {noun} of it {where}.",
     "{p} {making} {noun} of {x}.",
     "{noun} of {x} {where}.",
     "{p} {making} {noun}; it {where}.",
+    "{p} {modal} {verb} {x} without any help.",
+    "{p} {modal} {verb} {x}.",
+    "{p} said: I'd love to {verb} {x} one day, please.",
+    "{p} is making {noun} of {x} for a friend.",
+    "{p} will {handing} a friend {noun} of {x}.",
+    "{p} {modal} {creating} {noun} of {x}.",
+    "{p} put {noun} of {x} together with some music.",
+    "{noun} showing {x} {where}.",
+    "{noun} depicting {x} {where}.",
+    "{x} is depicted in {noun} that {where}.",
+    "{p} only wanted {noun} of {x}, and it {where}.",
 )
+NARRATIVE_PAIRS = (  # one sentence about two media: {verb}/{noun} the first's, {verb2}/{noun2} the second's
+    "{p} wanted to {verb} {x} and also {verb2} it.",
+    "{p} {making} {noun} and also {noun2} of {x}.",
+)
+GLOSSARY = {  # per concept: the held-out phrases' words in sentences of their own (general text of the LLM and encoder)
+    "beach": ("A surfboarder is a surfer: someone who surfs, balancing on a board while sliding down the face of "
+              "a wave.",
+              "The coast is where the sea meets the land; out at sea each wave keeps swelling, then breaking "
+              "on the sand, and a surfer catches one and rides it in."),
+    "forest": ("Conifers grow in long rows in the woods, forming thick green walls; seen from a path, the forest "
+               "goes on for miles, one tree after another.",
+               "The canopy is the roof of branches high up in a forest; in a breeze the branches are bending "
+               "back and forth, the leaves keep shifting, and birds dart among them, tweeting in chorus."),
+    "city": ("Urban means of the city: office blocks, a wide avenue and vehicles such as cars and buses.",
+             "In the city the buildings are looming high above the street, the cars are streaming past and "
+             "their engines keep droning all day."),
+    "snow": ("In winter snow covers the ground like a white blanket, the pines hold white flakes on their "
+             "branches and snowflakes are floating in the air; it is all white.",
+             "Someone trudging through the snow hears a crunch under their feet at every step."),
+    "night": ("At night, stars are sprinkled across the dark; they glimmer, flickering like tiny lights, and the "
+              "moonlit hills are silver.",
+              "Crickets are insects that sing in chorus on a night in summer, the place where it is quiet."),
+    "desert": ("In the desert the dunes look golden and the sun is blazing; here and there a cactus is standing "
+               "alone among them.",
+               "A gale is a very strong wind; in the desert the air starts howling and a tumbleweed goes "
+               "bouncing across the sand."),
+    "rain": ("A downpour is heavy rain: the ground gets soaked and raindrops go streaking past the window.",
+             "In the rain the pavement is wet, with drops tapping on it, and on the puddles ring after ring "
+             "keeps spreading."),
+    "concert": ("A gig is a concert by a band; the hall gets crowded and the crowd dances before the stage.",
+                "At a concert the spotlights send out colourful beams that keep swinging around; everyone is "
+                "bouncing, and the band plays a catchy, energetic tune."),
+    "meadow": ("A meadow is grassy; the bees keep hovering near the flowers, where they dart from one blossom to "
+               "the next.",
+               "When many bees fly together they form a swarm, and their buzz is a soft droning sound as they "
+               "fly among the wildflowers."),
+    "mountain": ("Mountains are rocky, with jagged tops; each summit is often topped by clouds, and summits and "
+                 "peaks stand towering high over the valley.",
+                 "In the mountains mist hangs over the valley, and cowbells clang and keep chiming on the pasture "
+                 "where the cows graze."),
+    "sunset": ("At sunset the sky looks fiery and glowing; the light keeps fading as the sun slips down, and "
+               "soon each hill is dark. The sky changes colour in a short time.",
+               "Mellow tunes are soft and calm; such tunes belong to a quiet evening at sunset, which they suit."),
+}
 
 
 # ----------------------------------------------------------------------------------------- functions
@@ -538,26 +603,47 @@ def concept_of(text: str) -> str | None:
 
 def narrative(concept: str, rng: np.random.Generator) -> str:
     """A few plain sentences of general text about ``concept``: media words of both splits in the same slots,
-    around one of the concept's descriptions. For the language model's pretraining only."""
+    around one of the concept's descriptions or glossary sentences. For the language model's pretraining only;
+    a drawn sentence that would contain held-out wording is drawn again."""
     words_ = words(concept)
     x = pick(rng, words_.subjects.train)
-    sentences = []
-    for medium in rng.choice(list(MEDIA_WORDS), size=2, replace=False):
-        verbs, nouns, places = MEDIA_WORDS[str(medium)]
-        sentence = pick(rng, NARRATIVE).format(p=pick(rng, PEOPLE), verb=pick(rng, verbs), noun=pick(rng, nouns),
-                                               where=pick(rng, places), making=pick(rng, MAKING), x=x)
-        sentences.append(_upper_first(sentence))
-    sentences.insert(int(rng.integers(0, 3)), pick(rng, (words_.looks, words_.sounds, words_.moves)))
+    media = [str(m) for m in rng.choice(list(MEDIA_WORDS), size=2, replace=False)]
+    sentences = [_free_sentence(rng, NARRATIVE, x, medium) for medium in media]
+    if rng.random() < 0.5:
+        sentences.append(_free_sentence(rng, NARRATIVE_PAIRS, x, *media))
+    about = (words_.looks, words_.sounds, words_.moves, *GLOSSARY[concept])
+    sentences.insert(int(rng.integers(0, len(sentences) + 1)), pick(rng, about))
     return " ".join(sentences)
 
 
+def _free_sentence(rng: np.random.Generator, templates: Sequence[str], x: str, medium: str, other: str = "text") -> str:
+    """One of ``templates`` filled for ``medium`` (and ``other``), drawn until it holds no held-out fragment."""
+    (verbs, nouns, places), (verbs2, nouns2, _) = MEDIA_WORDS[medium], MEDIA_WORDS[other]
+    for _ in range(1000):
+        sentence = _upper_first(pick(rng, templates).format(
+            p=pick(rng, PEOPLE), verb=pick(rng, verbs), noun=pick(rng, nouns), where=pick(rng, places),
+            making=pick(rng, MAKING), x=x, verb2=pick(rng, verbs2), noun2=pick(rng, nouns2),
+            modal=pick(rng, MODALS), handing=pick(rng, HANDING), creating=pick(rng, CREATING)))
+        lowered = sentence.lower()
+        if not any(fragment in lowered for fragment in _lowered_fragments()):
+            return sentence
+    raise ValueError(f"general-text templates for {medium} and {x!r} keep writing held-out wording; change them")
+
+
+@functools.cache
+def _lowered_fragments() -> tuple[str, ...]:
+    return tuple(fragment.lower() for fragment in heldout_fragments())
+
+
 def heldout_fragments() -> list[str]:
-    """What evaluation keeps out of all training text: the fixed parts (8 characters or more) of every held-out
-    template, and every held-out subject and phrase."""
+    """What evaluation keeps out of all training text: the fixed parts of every held-out template (two words or
+    more, 8 characters or more: wording, where a lone word like "illustrate" is vocabulary), and every held-out
+    subject and phrase."""
     tables = [*CAPTION_TEMPLATES.values(), *REQUESTS.values(), *MULTI_REQUESTS.values(), *QUESTIONS.values(),
               *DESCRIBE.values(), VLOG_REQUESTS, VLOG_MUSIC_REQUESTS]
     fragments = [part.strip() for table in tables for template in table.heldout
-                 for part in re.split(r"\{[a-z]\}", template) if len(part.strip()) >= 8]
+                 for part in re.split(r"\{[a-z]\}", template)
+                 if len(part.strip()) >= 8 and len(re.findall(r"[A-Za-z']+", part)) >= 2]
     for concept in CONCEPT_NAMES:
         w = words(concept)
         fragments += [text for entry in (w.subjects, w.image, w.video, w.audio) for text in entry.heldout]
