@@ -88,6 +88,7 @@ class _MediaFiles(Dataset):
 
 
 def _stack_readable(items):
+    """A batch of (index, tensor or error) -> (indices read, their tensors stacked or None, {index: error})."""
     indices = [i for i, data in items if not isinstance(data, str)]
     tensors = [data for _, data in items if not isinstance(data, str)]
     failed = {i: data for i, data in items if isinstance(data, str)}

@@ -34,9 +34,9 @@ from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
 
 INDEX_FILE = "index.json"
-KINDS = {  # kind -> (entries field, owner field, what a stage passes the folder as)
-    "targets": ("captions", "decoder", "targets"),
-    "features": ("media", "encoder", "features"),
+KINDS = {  # kind (also the stage option that reads it) -> (entries field, owner field)
+    "targets": ("captions", "decoder"),
+    "features": ("media", "encoder"),
 }
 
 
@@ -69,7 +69,7 @@ def write_precomputed(
     bad: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write ``rows`` ({modality: (keys, tensor (n, *shape))}) as a ``kind`` folder; whole or absent."""
-    entries_field, owner_field, _ = KINDS[kind]
+    entries_field, owner_field = KINDS[kind]
     with staged_folder(output) as staging:
         index = {"modalities": {}, entries_field: {}, "bad": {m: dict(b) for m, b in (bad or {}).items()}}
         shards: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)
@@ -93,7 +93,7 @@ class Precomputed:
 
     def __init__(self, folder: str | Path, kind: str, owners: Mapping[str, str]):
         self.folder, self.kind = Path(folder), kind
-        entries_field, owner_field, option = KINDS[kind]
+        entries_field, owner_field = KINDS[kind]
         index_path = self.folder / INDEX_FILE
         if not index_path.is_file():
             raise ConfigError(
@@ -109,7 +109,7 @@ class Precomputed:
                 raise ConfigError(
                     f"{kind} in {self.folder} were computed for a different {modality} {owner_field} than this "
                     f"model's; recompute them with python -m nextmm.precompute kind={kind} for this model, or pass "
-                    f"{option}=null"
+                    f"{kind}=null"
                 )
         self._shards: dict[int, object] = {}
 
