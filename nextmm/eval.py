@@ -88,19 +88,22 @@ def render_eval_set(output: str | Path, *, seed: int, eval_samples: int, eval_pr
 def text_to_x_prompts(concepts: Iterable[str], per_concept: int, seed: int = 0) -> list[dict]:
     """Held-out single-medium requests: per concept, modality and index {"concept", "modality", "prompt"}.
 
-    Template and subject come from the held-out wordings of nextmm.toyworld.language, drawn from (seed, concept,
-    modality, index), so the list is the same on every run.
+    Templates and subjects are the held-out wordings of nextmm.toyworld.language: a concept's requests for a medium
+    take its templates in turn from a drawn one, each with a drawn subject, all seeded by (seed, concept, modality,
+    index), so the list is the same on every run and a concept's requests differ.
     """
     from nextmm.toyworld.build import text_rng
 
     prompts = []
     for concept in concepts:
         for modality in MODALITIES:
+            templates = lang.REQUESTS[modality].heldout  # taken in turn from a drawn one: no repeats within a concept
+            first = int(text_rng(seed, "text-to-x", concept, modality).integers(len(templates)))
             for index in range(per_concept):
                 rng = text_rng(seed, "text-to-x", concept, modality, index)
-                subject = lang.subject(concept, rng, "heldout")
-                prompts.append({"concept": concept, "modality": modality,
-                                "prompt": lang.request([modality], subject, rng, "heldout")})
+                template = templates[(first + index) % len(templates)]
+                prompt = template.format(x=lang.subject(concept, rng, "heldout"))
+                prompts.append({"concept": concept, "modality": modality, "prompt": prompt})
     return prompts
 
 
@@ -255,7 +258,7 @@ def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_toke
 
 
 def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, limit: int | None = None,
-             seed: int = 0, max_new_tokens: Mapping[str, int] | None = None, text_to_x_per_concept: int = 1,
+             seed: int = 0, max_new_tokens: Mapping[str, int] | None = None, text_to_x_per_concept: int = 3,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, batch_size: int = 8,
              progress: bool = True) -> dict:
     """Run the sections asked for; returns {section: scores, "targets", "passed", "items", "timings_s"}."""

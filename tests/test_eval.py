@@ -180,6 +180,12 @@ def test_text_to_x_counts_media_nearest_to_their_own_concept(eval_set):
 def test_text_to_x_prompts_are_held_out_requests_naming_their_concept():
     prompts = text_to_x_prompts(CONCEPT_NAMES, 2)
     assert len(prompts) == len(CONCEPT_NAMES) * 3 * 2 and prompts == text_to_x_prompts(CONCEPT_NAMES, 2)
+    three = text_to_x_prompts(CONCEPT_NAMES, 3)  # the default: each held-out template once per concept and medium
+    for concept in CONCEPT_NAMES:
+        for m in MODALITIES:
+            asked = [p["prompt"] for p in three if (p["concept"], p["modality"]) == (concept, m)]
+            assert sorted(next(t for t in lang.REQUESTS[m].heldout if _fits(t, a)) for a in asked) == sorted(
+                lang.REQUESTS[m].heldout)
     for item in prompts:
         assert concept_of(item["prompt"]) == item["concept"]
         templates = lang.REQUESTS[item["modality"]]
