@@ -17,7 +17,7 @@ from nextmm.config import load_model_config, project_root
 from nextmm.modality import MODALITIES
 from nextmm.toyworld import concept_of, render_sample
 from nextmm.toyworld.concepts import CONCEPT_NAMES
-from nextmm.toyworld.features import NearestCentroid, image_features, video_features
+from nextmm.toyworld.features import NearestCentroid, audio_features, image_features, video_features
 
 SHIPPED = project_root() / "checkpoints" / "toyworld"
 
@@ -61,8 +61,9 @@ def test_surf_vlog_gets_text_image_audio_and_video(toyworld):
     assert video.std() > 1.0  # not a flat frame
 
 
-def test_the_surf_vlogs_image_and_video_show_a_beach(toyworld):
-    """Classified by the nearest centroid of freshly rendered toyworld scenes of every concept (colour grids)."""
+def test_the_surf_vlogs_media_show_and_sound_like_a_beach(toyworld):
+    """Classified by the nearest centroid of freshly rendered toyworld scenes of every concept (colour grids for
+    the image and the video, band energies for the sound)."""
     samples = [render_sample(c, seed=seed) for c in CONCEPT_NAMES for seed in range(3)]
     labels = np.array([c for c in CONCEPT_NAMES for _ in range(3)])
     turn = toyworld.chat("surf vlog", progress=False)
@@ -72,6 +73,8 @@ def test_the_surf_vlogs_image_and_video_show_a_beach(toyworld):
     video = np.asarray(turn.videos[0])
     by_video = NearestCentroid().fit(np.stack([video_features(s.video) for s in samples]), labels)
     assert by_video.predict(video_features(video)[None])[0] == "beach"
+    by_sound = NearestCentroid().fit(np.stack([audio_features(s.audio) for s in samples]), labels)
+    assert by_sound.predict(audio_features(turn.audios[0])[None])[0] == "beach"
 
 
 def test_a_text_question_gets_text_only(toyworld):
