@@ -20,6 +20,8 @@ For each modality of `modalities`, the pipeline's components are built as the de
              drawn afresh from the world's training wordings, empty for a share of them (classifier-free guidance)
 
 Each pipeline is written with save_pretrained to <output_dir>/<modality>/ (decoders.<modality>.path=<it> loads it).
+Each modality draws from random streams of its own (derived from `seed` and the modality), so `modalities=[image]`
+retrains the image decoder exactly as a full run would, and the other decoders do not change with its recipe.
 A decoder config with `path` set starts from that folder instead of random weights. The quality check renders
 every concept's canonical caption through nextmm.decoders.Decoders from the written folder, with the config's
 num_inference_steps and guidance_scale, and classifies the media by the nearest centroid of the real training
@@ -429,6 +431,15 @@ def evaluate(modality: str, folder: Path, decoder_cfg: DictConfig, real: list, c
 
 
 # -------------------------------------------------------------------------------------------------- recipe
+def modality_random(seed: int, modality: str) -> tuple[torch.Generator, np.random.Generator]:
+    """The random streams of one modality's training (torch's global one reseeded too: posterior samples and
+    dropout draw from it), derived from the seed and the modality alone: a decoder comes out the same whichever
+    others are trained with it, before it or not at all."""
+    state = np.random.SeedSequence([seed, MODALITIES.index(modality)]).generate_state(2)
+    torch.manual_seed(int(state[0]))
+    return torch.Generator().manual_seed(int(state[0])), np.random.default_rng(int(state[1]))
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and write each modality's decoder, check it, write metrics.json; returns the metrics and folders."""
     for key in ("data_root", "output_dir"):
@@ -442,9 +453,6 @@ def train(cfg: DictConfig) -> dict:
     root, output_dir = Path(cfg.data_root), Path(cfg.output_dir)
     scenes = load_scenes(root)
     concepts = [scene["concept"] for scene in scenes]
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
     log.info("training on %s", device)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -453,6 +461,7 @@ def train(cfg: DictConfig) -> dict:
 
     metrics, folders = {}, {}
     for modality in modalities:
+        generator, rng = modality_random(cfg.seed, modality)
         pipe, report, real = train_modality(modality, cfg, scenes, root, generator, rng, device)
         folders[modality] = output_dir / modality
         with staged_folder(folders[modality]) as staging:

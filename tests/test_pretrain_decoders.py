@@ -8,6 +8,7 @@ import pretrain_decoders
 import pytest
 import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from nextmm import cli
 from nextmm.cli import compose_config
@@ -67,6 +68,21 @@ def test_folders_load_through_decoders_and_render(run):
         phases = {"vae", "unet", "vocoder", "clap"} if modality == "audio" else {"vae", "unet"}
         assert set(report["losses"]) == phases
         assert all(np.isfinite(list(loss.values())).all() for loss in report["losses"].values())
+
+
+def test_a_decoder_comes_out_the_same_whatever_is_trained_with_it(run, world, tmp_path):
+    """Each modality draws from its own random streams: the video decoder trained alone is the one trained after
+    the image and audio decoders, tensor for tensor (so a change to one decoder's recipe leaves the others be)."""
+    _, _, together = run
+    cfg = compose_config("stage/pretrain_decoders", [f"data_root={world}", f"output_dir={tmp_path}",
+                                                     "modalities=[video]", *FEW_STEPS])
+    pretrain_decoders.train(cfg)
+    files = sorted(path.relative_to(together / "video") for path in (together / "video").rglob("*.safetensors"))
+    assert len(files) == 3  # unet, vae, text_encoder
+    for name in files:
+        alone, with_others = load_file(tmp_path / "video" / name), load_file(together / "video" / name)
+        assert alone.keys() == with_others.keys()
+        assert all(torch.equal(alone[key], with_others[key]) for key in alone), name
 
 
 def test_scaling_factor_is_one_over_the_latent_std(run, world):
