@@ -250,6 +250,28 @@ def test_heldout_wordings_are_never_train_wordings():
         lang.captions("beach", "image", rng, "test")
 
 
+
+def test_the_instruction_grammar_asks_in_words_of_both_splits_but_never_in_heldout_wording():
+    rng = np.random.default_rng(0)
+    x = "the seaside"
+    requests = [lang.instruction_request(order, x, rng) for order in
+                (["image"], ["audio"], ["video"], ["image", "audio"], ["video", "audio", "image"]) for _ in range(60)]
+    questions = [lang.instruction_question(topic, x, rng) for topic in lang.ASKED_TOPICS for _ in range(30)]
+    vlogs = [lang.instruction_vlog("surf", rng) for _ in range(30)]
+    texts = requests + questions + vlogs
+    assert all(x in text for text in requests + questions) and all("surf vlog" in text for text in vlogs)
+    assert len(set(requests)) > 200  # phrased every which way (300 drawn)
+    written = " ".join(texts)
+    for word in (" sketch ", " a still", " footage", " record ", " listen to ", " illustrate "):  # held-out words
+        assert word in written, word
+    # ... in other frames: no held-out template's fixed part, nor a held-out template whole
+    assert not [f for f in lang.heldout_fragments() if f.lower() in written.lower()]
+    assert not [t for t in texts if lang.is_heldout_wording(t, x) or lang.is_heldout_wording(t, "surf")]
+    assert lang.is_heldout_wording("film the seaside for me", x)  # a held-out template whole (no long fragment)
+    assert lang.is_heldout_wording("Give me a still and some footage of a storm", "a storm")
+    assert not lang.is_heldout_wording("film the seaside, please", x)
+
+
 # ------------------------------------------------------------------------------------------- the build
 BUILD = dict(seed=0, samples=2, instructions=8, eval_samples=1, eval_prompts=9, concepts=["beach", "rain"])
 

@@ -15,7 +15,8 @@ the stages.
 
 A document is a conversation rendered with ``nextmm.conversation.prompt_segments``: a list of text
 pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token boundaries as the stages.
-Last come plain-text documents of general text (``language.narrative``), the toy stand-in for the web text
+Then come conversations of the instruction grammar (``instruction``: requests and questions phrased
+every which way, the stand-in for a real LLM's instruction tuning), and last plain-text documents of general text (``language.narrative``), the toy stand-in for the web text
 a real LLM read: the world's media words of both splits in the same slots, so held-out wording is known
 language, though never a request.
 
@@ -41,6 +42,12 @@ from nextmm.toyworld.concepts import CONCEPT_NAMES
 Document = list[str]  # text pieces, tokenized one by one
 CAPTION_PROMPT = "Describe this {modality} briefly."  # as conf/stage/encoder_side.yaml's pair_prompt
 NARRATIVES = 200  # plain general-text documents per concept
+INSTRUCTIONS = 400  # instruction-grammar conversations per concept (language.instruction_request and the like)
+# What each asks for, in turn: every set of media in any order, the pairs and the three media more often,
+# since a request for several is the hardest to read; then questions for text and vlogs.
+INSTRUCTION_KINDS = (("image",), ("audio",), ("video",), ("image", "audio"), ("image", "video"), ("audio", "video"),
+                     ("image", "audio", "video"), ("image", "audio"), ("image", "video"), ("audio", "video"),
+                     "looks", "sounds", "moves", ("image", "audio", "video"), "vlog")
 
 _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 
@@ -106,8 +113,26 @@ def generic_documents() -> list[Document]:
     for prompt, answer in lang.CHAT:
         documents.append(render([prompt, lang.chat_answer(answer)]))
     for concept in CONCEPT_NAMES:
+        documents += [render(instruction(concept, i)) for i in range(INSTRUCTIONS)]
+    for concept in CONCEPT_NAMES:
         documents += [[lang.narrative(concept, text_rng(0, "narrative", concept, i))] for i in range(NARRATIVES)]
     return documents
+
+
+def instruction(concept: str, index: int) -> list[str]:
+    """One request of the instruction grammar about ``concept`` and its answer in words: INSTRUCTION_KINDS'
+    kind ``index`` (modulo), the media in a drawn order."""
+    rng = text_rng(0, "instruction", concept, index)
+    words = lang.words(concept)
+    kind = INSTRUCTION_KINDS[index % len(INSTRUCTION_KINDS)]
+    if kind == "vlog":
+        name = lang.pick(rng, words.vlogs)
+        return [lang.instruction_vlog(name, rng), lang.vlog_answer(name, rng)]
+    x = lang.subject(concept, rng)
+    if isinstance(kind, str):
+        return [lang.instruction_question(kind, x, rng), getattr(words, kind)]
+    order = [kind[j] for j in rng.permutation(len(kind))]
+    return [lang.instruction_request(order, x, rng), lang.answer_with(order, x, rng)]
 
 
 def _conversations(root: Path) -> Iterator[list[Turn]]:

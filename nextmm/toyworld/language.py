@@ -495,6 +495,40 @@ GLOSSARY = {  # per concept: the held-out phrases' words in sentences of their o
 }
 
 
+# -------------------------------------------------------------------------------- instruction text
+# What a real LLM brings from its own instruction tuning and a toy one must read somewhere: requests phrased
+# every which way, answered with the media they ask for. The language model's corpus (corpus.py) holds
+# requests built from this grammar: a medium is asked for by a verb ("sketch {x}"), a noun ("a still of {x}")
+# or a sense ("let me hear {x}"), in frames, several media joined by "and"; questions about a scene in words,
+# medium words included ("describe in words the sound of {x}"), get text. The words are those of both splits
+# (MEDIA_WORDS); no fixed part of a held-out template is ever written, and no held-out template whole
+# (instruction_request() draws again), so held-out prompts stay wording the model never read.
+ACTIONS = {  # verbs that ask for a medium: "sketch {x}"
+    "image": ("draw", "paint", "sketch", "photograph", "illustrate", "depict"),
+    "video": ("film", "animate", "videotape"),
+    "audio": ("record", "tape"),
+}
+SENSES = {"image": ("see", "look at"), "video": ("watch",), "audio": ("hear", "listen to")}  # "let me hear {x}"
+VERB_FRAMES = ("{vp}", "please {vp}", "{modal} you {vp}?", "{vp}, please", "I want you to {vp}", "now {vp}")
+NOUN_FRAMES = ("{handing} me {np}", "{creating} {np}", "{modal} you {creating} {np}?", "I want {np}", "I need {np}",
+               "{np}, please", "{modal} I have {np}?", "{modal} you {handing} me {np}?", "I would love {np}")
+SENSE_FRAMES = ("let me {sense} {x}", "I want to {sense} {x}", "I would like to {sense} {x}", "{modal} I {sense} {x}?")
+JOINS = (" and ", " and also ", " and then ", ", and ")
+ASKED_TOPICS = {  # text-only questions; some name a medium's word without asking for one
+    "looks": ("describe in words what {x} looks like.", "tell me what you see in {x}.", "what is {x} like?",
+              "in a few words, what does {x} look like?", "without a picture, describe {x}.",
+              "{modal} you tell me what {x} looks like?", "describe {x} for me in words.", "which colours has {x}?"),
+    "sounds": ("what can you hear in {x}?", "tell me which sounds {x} makes.", "explain what {x} sounds like.",
+               "describe in words the sound of {x}.", "what is the noise of {x} like?",
+               "{modal} you tell me what {x} sounds like?", "which noises does {x} make?",
+               "in words, what sounds does {x} make?"),
+    "moves": ("what moves in {x} over time?", "explain how things change in {x}.", "tell me what happens in {x}.",
+              "describe in words what moves in {x}.", "{modal} you explain what moves in {x}?",
+              "what changes in {x} as time goes by?", "in words, how does {x} move?", "tell me what is moving in {x}."),
+}
+VLOG_FRAMES = ("{modal} you {creating} a {v} vlog?", "{creating} me a {v} vlog", "{handing} me a short {v} vlog",
+               "I need a {v} vlog", "a {v} vlog, please", "{modal} I have a {v} vlog?", "{v} vlog now")
+
 # ----------------------------------------------------------------------------------------- functions
 def words(concept: str) -> Words:
     get_concept(concept)
@@ -630,6 +664,80 @@ def _free_sentence(rng: np.random.Generator, templates: Sequence[str], x: str, m
     raise ValueError(f"general-text templates for {medium} and {x!r} keep writing held-out wording; change them")
 
 
+def instruction_request(media: Sequence[str], x: str, rng: np.random.Generator) -> str:
+    """A request for ``media`` (in the order asked) of ``x`` from the instruction grammar: "sketch {x} and also
+    record it", "hand me a still and a clip of {x}"; drawn again until it holds no held-out wording."""
+    for _ in range(1000):
+        if len(media) > 1 and rng.random() < 0.4:  # one noun list: "a still and some footage of {x}"
+            nouns = [pick(rng, MEDIA_WORDS[m][1]) for m in media]
+            text = _fill(rng, pick(rng, NOUN_FRAMES), np=f"{_listed(nouns)} of {x}")
+        else:
+            text = _asked_once(media[0], x, rng)
+            question_mark = text.endswith("?")
+            later = [_asked_again(m, rng) for m in media[1:]]
+            if later:
+                text = text.removesuffix("?") + "".join(", " + part for part in later[:-1])
+                text += pick(rng, JOINS) + later[-1] + ("?" if question_mark else "")
+        if not is_heldout_wording(text, x):
+            return text
+    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
+
+
+def instruction_question(topic: str, x: str, rng: np.random.Generator) -> str:
+    """A question about ``x``'s looks, sounds or motion, for a text-only answer, from the instruction grammar."""
+    for _ in range(1000):
+        text = _fill(rng, pick(rng, ASKED_TOPICS[topic]), x=x)
+        if not is_heldout_wording(text, x):
+            return text
+    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
+
+
+def instruction_vlog(name: str, rng: np.random.Generator) -> str:
+    """A vlog request from the instruction grammar ("could you make a surf vlog?")."""
+    for _ in range(1000):
+        text = _fill(rng, pick(rng, VLOG_FRAMES), v=name)
+        if not is_heldout_wording(text, name):
+            return text
+    raise ValueError(f"the instruction grammar keeps writing held-out wording for {name!r}; change it")
+
+
+def _asked_once(medium: str, x: str, rng: np.random.Generator) -> str:
+    """One medium asked for by a verb, a noun or a sense, in a frame: "could you film {x}?"."""
+    form = int(rng.integers(0, 3))
+    if form == 0:
+        return _fill(rng, pick(rng, VERB_FRAMES), vp=f"{pick(rng, ACTIONS[medium])} {x}")
+    if form == 1:
+        return _fill(rng, pick(rng, NOUN_FRAMES), np=f"{pick(rng, MEDIA_WORDS[medium][1])} of {x}")
+    return _fill(rng, pick(rng, SENSE_FRAMES), sense=pick(rng, SENSES[medium]), x=x)
+
+
+def _asked_again(medium: str, rng: np.random.Generator) -> str:
+    """A further medium of the same subject: "record it too", "give me a clip of it", "let me hear it"."""
+    return _fill(rng, pick(rng, ("{verb} it", "{verb} it too", "{handing} me {noun} of it", "let me {sense} it",
+                                 "{creating} {noun} of it")),
+                 verb=pick(rng, ACTIONS[medium]), noun=pick(rng, MEDIA_WORDS[medium][1]), sense=pick(rng, SENSES[medium]))
+
+
+def _fill(rng: np.random.Generator, frame: str, **slots: str) -> str:
+    """``frame`` with its word slots drawn ({modal}, {handing}, {creating}) and ``slots`` put in."""
+    filled = frame.format(modal="{modal}", handing="{handing}", creating="{creating}",
+                          **{k: slots.get(k, "{" + k + "}") for k in ("vp", "np", "sense", "verb", "noun", "x", "v")})
+    return filled.format(modal=pick(rng, MODALS), handing=pick(rng, HANDING), creating=pick(rng, CREATING))
+
+
+def is_heldout_wording(text: str, x: str) -> bool:
+    """Whether ``text`` (about the subject ``x``) holds a fixed part of a held-out template, or is one whole."""
+    lowered = text.lower()
+    if any(fragment in lowered for fragment in _lowered_fragments()):
+        return True
+    return lowered.replace(x.lower(), "{x}") in _heldout_templates() or lowered.replace(x.lower(), "{v}") in _heldout_templates()
+
+
+@functools.cache
+def _heldout_templates() -> frozenset[str]:
+    return frozenset(template.lower() for table in _wording_tables() for template in table.heldout)
+
+
 @functools.cache
 def _lowered_fragments() -> tuple[str, ...]:
     return tuple(fragment.lower() for fragment in heldout_fragments())
@@ -639,12 +747,15 @@ def heldout_fragments() -> list[str]:
     """What evaluation keeps out of all training text: the fixed parts of every held-out template (two words or
     more, 8 characters or more: wording, where a lone word like "illustrate" is vocabulary), and every held-out
     subject and phrase."""
-    tables = [*CAPTION_TEMPLATES.values(), *REQUESTS.values(), *MULTI_REQUESTS.values(), *QUESTIONS.values(),
-              *DESCRIBE.values(), VLOG_REQUESTS, VLOG_MUSIC_REQUESTS]
-    fragments = [part.strip() for table in tables for template in table.heldout
+    fragments = [part.strip() for table in _wording_tables() for template in table.heldout
                  for part in re.split(r"\{[a-z]\}", template)
                  if len(part.strip()) >= 8 and len(re.findall(r"[A-Za-z']+", part)) >= 2]
     for concept in CONCEPT_NAMES:
         w = words(concept)
         fragments += [text for entry in (w.subjects, w.image, w.video, w.audio) for text in entry.heldout]
     return fragments
+
+
+def _wording_tables() -> list[Split]:
+    return [*CAPTION_TEMPLATES.values(), *REQUESTS.values(), *MULTI_REQUESTS.values(), *QUESTIONS.values(),
+            *DESCRIBE.values(), VLOG_REQUESTS, VLOG_MUSIC_REQUESTS]
