@@ -349,6 +349,11 @@ def test_instructions_cover_every_kind_of_request(dataset):
         assert ([m], []) in first, m  # X -> text
     assert ([], []) in first  # text-only questions
     assert any(len(c) >= 4 and c[0][2] and c[3][3] for c in conversations)  # multi-turn: X in, then X out
+    # a share of the requests for one medium come in the instruction grammar's wording, not a template's
+    single = [(c[0][1], c[1][3][0]) for c in conversations if not c[0][2] and len(c[1][3]) == 1]
+    templated = [text for text, m in single if any(re.fullmatch(re.escape(t).replace(r"\{x\}", ".+"), text)
+                                                   for t in lang.REQUESTS[m].train)]
+    assert 0 < len(templated) < len(single)
     mosit = json.loads((dataset / "IT_data/MosIT_data/mosit_instruction_tuning.json").read_text())
     music = [r for r in mosit if r["kind"] == "vlog_music" and r["id"].startswith("beach")]
     assert lang.concept_of(music[0]["audio_captions"][0]) == "concert"  # a surf vlog with music gets lively music

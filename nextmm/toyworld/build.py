@@ -50,6 +50,10 @@ EVAL = "eval"
 # comes three times.
 MOSIT_KINDS = ("vlog", "vlog_music", "multi_out", "image_in", "audio_in", "video_in", "multi_out", "text_chain",
                "ask_then_hear", "multi_out")
+# The share of training requests and questions (T2M, MosIT's multi-medium requests and vlogs, Alpaca's questions)
+# written by the instruction grammar (language.instruction_request and the like) instead of a train template:
+# the stages then read the wording the language model was pretrained on, not only the templates'.
+GRAMMAR_SHARE = 1 / 3
 
 
 def derive_seed(seed: int, *keys: str | int) -> int:
@@ -178,8 +182,10 @@ def _alpaca(out: Plan, seed: int, concepts, count: int) -> None:
         for i in range(count):
             rng = text_rng(seed, "alpaca", concept, i)
             topic = ("looks", "sounds", "moves")[i % 3]
-            records.append({"instruction": lang.question(topic, lang.subject(concept, rng), rng), "input": "",
-                            "output": getattr(w, topic)})
+            subject = lang.subject(concept, rng)
+            asked = (lang.instruction_question(topic, subject, rng) if rng.random() < GRAMMAR_SHARE
+                     else lang.question(topic, subject, rng))
+            records.append({"instruction": asked, "input": "", "output": getattr(w, topic)})
     for i in range(max(1, count // 4) * len(lang.CHAT)):
         prompt, answer = lang.CHAT[i % len(lang.CHAT)]
         records.append({"instruction": prompt, "input": "", "output": lang.chat_answer(answer)})
@@ -195,7 +201,7 @@ def _t2m(out: Plan, seed: int, concepts, count: int, samples: int) -> None:
                 subject = lang.subject(concept, rng)
                 caption = lang.captions(concept, m, rng)
                 record = {"conversation": [
-                    _turn("human", lang.request([m], subject, rng)),
+                    _turn("human", _request([m], subject, rng)),
                     _turn("gpt", lang.answer_with([m], subject, rng), caption=caption, output_modality=m),
                 ]}
                 if samples:  # target media: a pair-set scene of the same concept; records.py counts them against
@@ -203,6 +209,13 @@ def _t2m(out: Plan, seed: int, concepts, count: int, samples: int) -> None:
                     record[f"output_{m}"] = [f"{concept}_{i % samples:05d}.{EXTENSIONS[m]}"]
                 records.append(record)
         out.annotations[f"{T2M}/{m}_instruction_tuning.json"] = records
+
+
+def _request(media: Sequence[str], subject: str, rng) -> str:
+    """A training request for ``media``: the instruction grammar's (GRAMMAR_SHARE of them) or a train template's."""
+    if rng.random() < GRAMMAR_SHARE:
+        return lang.instruction_request(media, subject, rng)
+    return lang.request(media, subject, rng)
 
 
 def _mosit(out: Plan, seed: int, concepts, count: int) -> None:
@@ -235,7 +248,12 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
             files |= out.scene(MOSIT, audio_concept, derive_seed(seed, "mosit-music", concept, i), f"{name}_music",
                                ["audio"])
         # the first vlog of each name is the bare request ("surf vlog"), later ones vary the wording
-        prompt = f"{vlog} vlog" if (k < len(w.vlogs) and not music) else lang.vlog_request(vlog, rng, music=music)
+        if k < len(w.vlogs) and not music:
+            prompt = f"{vlog} vlog"
+        elif not music and rng.random() < GRAMMAR_SHARE:
+            prompt = lang.instruction_vlog(vlog, rng)
+        else:
+            prompt = lang.vlog_request(vlog, rng, music=music)
         for m in MODALITIES:  # the answer's order: <image> <audio> <video>
             output(m, files, audio_concept if m == "audio" else concept)
         turns = [_turn("human", prompt), _turn("gpt", lang.vlog_answer(vlog, rng))]
@@ -263,11 +281,13 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         combo = list(lang.MULTI_REQUESTS)[int(rng.integers(0, len(lang.MULTI_REQUESTS)))]
         files = out.scene(MOSIT, concept, scene_seed, name, list(combo))
         subject = lang.subject(concept, rng)
-        if rng.random() < 0.5:  # a fixed template, or composed from parts with the media in any order
+        way = rng.random()  # a fixed template, or composed from parts or the grammar's, the media in any order
+        if way < 1 / 3:
             prompt, order = lang.request(combo, subject, rng), list(combo)
         else:
             order = [combo[j] for j in rng.permutation(len(combo))]
-            prompt = lang.composed_request(order, subject, rng)
+            prompt = (lang.instruction_request(order, subject, rng) if way < 2 / 3
+                      else lang.composed_request(order, subject, rng))
         turns = [_turn("human", prompt), _turn("gpt", lang.answer_with(order, subject, rng))]
         for m in order:
             output(m, files)
