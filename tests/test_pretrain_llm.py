@@ -17,8 +17,8 @@ from nextmm.model import NextMM
 from nextmm.toyworld.build import plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 from nextmm.toyworld import concept_of
-from nextmm.toyworld.corpus import (INSTRUCTION_KINDS, INSTRUCTIONS, NARRATIVES, corpus_documents, corpus_text, instruction,
-                                    stand_in, strip_media)
+from nextmm.toyworld.corpus import (INSTRUCTION_KINDS, INSTRUCTIONS, NARRATIVES, corpus_documents, corpus_text,
+                                    instruction, render, stand_in, strip_media)
 from nextmm.toyworld import language as lang
 from nextmm.toyworld.language import WORDS, heldout_fragments
 
@@ -73,8 +73,9 @@ def test_instruction_conversations_answer_with_the_media_asked_for(texts):
             assert instruction(concept, index) == [request, answer]  # by seed
             kind = INSTRUCTION_KINDS[index % len(INSTRUCTION_KINDS)]
             media = re.findall(r"<(image|audio|video)>", answer)
-            if kind == "vlog":
+            if kind in ("vlog", "vlog_music"):
                 assert "vlog" in request and media == ["image", "audio", "video"]
+                assert (" with " in request) == (kind == "vlog_music")
             elif isinstance(kind, str):  # a question: text only, the concept's sentence on the topic
                 assert media == [] and answer == getattr(WORDS[concept], kind)
             else:
@@ -82,14 +83,9 @@ def test_instruction_conversations_answer_with_the_media_asked_for(texts):
             kinds[kind] = kinds.get(kind, 0) + 1
         assert set(kinds) == set(INSTRUCTION_KINDS)
     # in the corpus, between the world's conversations and the general text, without the placeholders
-    first = render_text(instruction("beach", 0))
+    first = "".join(render(instruction("beach", 0)))
     assert first in texts and texts.index(first) < len(texts) - len(CONCEPT_NAMES) * NARRATIVES
     assert sum(text.startswith("### Human: ") for text in texts) > len(CONCEPT_NAMES) * INSTRUCTIONS
-
-
-def render_text(turns):
-    from nextmm.toyworld.corpus import render
-    return "".join(render(turns))
 
 
 def test_every_word_of_the_heldout_wording_is_known_language(texts):

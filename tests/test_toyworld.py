@@ -257,7 +257,7 @@ def test_the_instruction_grammar_asks_in_words_of_both_splits_but_never_in_heldo
     requests = [lang.instruction_request(order, x, rng) for order in
                 (["image"], ["audio"], ["video"], ["image", "audio"], ["video", "audio", "image"]) for _ in range(60)]
     questions = [lang.instruction_question(topic, x, rng) for topic in lang.ASKED_TOPICS for _ in range(30)]
-    vlogs = [lang.instruction_vlog("surf", rng) for _ in range(30)]
+    vlogs = [lang.instruction_vlog("surf", rng, music=music) for music in (False, True) for _ in range(30)]
     texts = requests + questions + vlogs
     assert all(x in text for text in requests + questions) and all("surf vlog" in text for text in vlogs)
     assert len(set(requests)) > 200  # phrased every which way (300 drawn)

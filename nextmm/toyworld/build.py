@@ -250,8 +250,8 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         # the first vlog of each name is the bare request ("surf vlog"), later ones vary the wording
         if k < len(w.vlogs) and not music:
             prompt = f"{vlog} vlog"
-        elif not music and rng.random() < GRAMMAR_SHARE:
-            prompt = lang.instruction_vlog(vlog, rng)
+        elif rng.random() < GRAMMAR_SHARE:
+            prompt = lang.instruction_vlog(vlog, rng, music=music)
         else:
             prompt = lang.vlog_request(vlog, rng, music=music)
         for m in MODALITIES:  # the answer's order: <image> <audio> <video>

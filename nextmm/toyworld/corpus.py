@@ -16,9 +16,9 @@ the stages.
 A document is a conversation rendered with ``nextmm.conversation.prompt_segments``: a list of text
 pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token boundaries as the stages.
 Then come conversations of the instruction grammar (``instruction``: requests and questions phrased
-every which way, the stand-in for a real LLM's instruction tuning), and last plain-text documents of general text (``language.narrative``), the toy stand-in for the web text
-a real LLM read: the world's media words of both splits in the same slots, so held-out wording is known
-language, though never a request.
+every which way, the stand-in for a real LLM's instruction tuning), and last plain-text documents of
+general text (``language.narrative``), the toy stand-in for the web text a real LLM read: the world's
+media words of both splits in the same slots, so held-out wording is known language, though never a request.
 
     documents = corpus_documents("data/toyworld")   # [["### Human: ", "surf vlog\\n### Assistant: ", ...], ...]
     text = "".join(documents[0])
@@ -47,7 +47,7 @@ INSTRUCTIONS = 400  # instruction-grammar conversations per concept (language.in
 # since a request for several is the hardest to read; then questions for text and vlogs.
 INSTRUCTION_KINDS = (("image",), ("audio",), ("video",), ("image", "audio"), ("image", "video"), ("audio", "video"),
                      ("image", "audio", "video"), ("image", "audio"), ("image", "video"), ("audio", "video"),
-                     "looks", "sounds", "moves", ("image", "audio", "video"), "vlog")
+                     "looks", "sounds", "moves", ("image", "audio", "video"), "vlog", "vlog_music")
 
 _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 
@@ -125,9 +125,9 @@ def instruction(concept: str, index: int) -> list[str]:
     rng = text_rng(0, "instruction", concept, index)
     words = lang.words(concept)
     kind = INSTRUCTION_KINDS[index % len(INSTRUCTION_KINDS)]
-    if kind == "vlog":
+    if kind in ("vlog", "vlog_music"):
         name = lang.pick(rng, words.vlogs)
-        return [lang.instruction_vlog(name, rng), lang.vlog_answer(name, rng)]
+        return [lang.instruction_vlog(name, rng, music=kind == "vlog_music"), lang.vlog_answer(name, rng)]
     x = lang.subject(concept, rng)
     if isinstance(kind, str):
         return [lang.instruction_question(kind, x, rng), getattr(words, kind)]

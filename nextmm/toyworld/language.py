@@ -502,7 +502,7 @@ GLOSSARY = {  # per concept: the held-out phrases' words in sentences of their o
 # or a sense ("let me hear {x}"), in frames, several media joined by "and"; questions about a scene in words,
 # medium words included ("describe in words the sound of {x}"), get text. The words are those of both splits
 # (MEDIA_WORDS); no fixed part of a held-out template is ever written, and no held-out template whole
-# (instruction_request() draws again), so held-out prompts stay wording the model never read.
+# (is_heldout_wording: the instruction_* functions draw again), so held-out prompts stay wording never read.
 ACTIONS = {  # verbs that ask for a medium: "sketch {x}"
     "image": ("draw", "paint", "sketch", "photograph", "illustrate", "depict"),
     "video": ("film", "animate", "videotape"),
@@ -528,6 +528,8 @@ ASKED_TOPICS = {  # text-only questions; some name a medium's word without askin
 }
 VLOG_FRAMES = ("{modal} you {creating} a {v} vlog?", "{creating} me a {v} vlog", "{handing} me a short {v} vlog",
                "I need a {v} vlog", "a {v} vlog, please", "{modal} I have a {v} vlog?", "{v} vlog now")
+# what a music vlog asks to come "with"
+MUSIC_WORDS = ("music", "some music", "a song", "a tune", "background music", "a soundtrack", "some sound")
 
 # ----------------------------------------------------------------------------------------- functions
 def words(concept: str) -> Words:
@@ -692,10 +694,14 @@ def instruction_question(topic: str, x: str, rng: np.random.Generator) -> str:
     raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
 
 
-def instruction_vlog(name: str, rng: np.random.Generator) -> str:
-    """A vlog request from the instruction grammar ("could you make a surf vlog?")."""
+def instruction_vlog(name: str, rng: np.random.Generator, music: bool = False) -> str:
+    """A vlog request from the instruction grammar ("could you make a surf vlog?"); ``music``: one that asks for
+    music with it ("I need a surf vlog with a song")."""
     for _ in range(1000):
-        text = _fill(rng, pick(rng, VLOG_FRAMES), v=name)
+        frame = pick(rng, VLOG_FRAMES)
+        if music:
+            frame = frame.replace("{v} vlog", "{v} vlog with " + pick(rng, MUSIC_WORDS))
+        text = _fill(rng, frame, v=name)
         if not is_heldout_wording(text, name):
             return text
     raise ValueError(f"the instruction grammar keeps writing held-out wording for {name!r}; change it")
@@ -715,7 +721,8 @@ def _asked_again(medium: str, rng: np.random.Generator) -> str:
     """A further medium of the same subject: "record it too", "give me a clip of it", "let me hear it"."""
     return _fill(rng, pick(rng, ("{verb} it", "{verb} it too", "{handing} me {noun} of it", "let me {sense} it",
                                  "{creating} {noun} of it")),
-                 verb=pick(rng, ACTIONS[medium]), noun=pick(rng, MEDIA_WORDS[medium][1]), sense=pick(rng, SENSES[medium]))
+                 verb=pick(rng, ACTIONS[medium]), noun=pick(rng, MEDIA_WORDS[medium][1]),
+                 sense=pick(rng, SENSES[medium]))
 
 
 def _fill(rng: np.random.Generator, frame: str, **slots: str) -> str:
@@ -730,7 +737,7 @@ def is_heldout_wording(text: str, x: str) -> bool:
     lowered = text.lower()
     if any(fragment in lowered for fragment in _lowered_fragments()):
         return True
-    return lowered.replace(x.lower(), "{x}") in _heldout_templates() or lowered.replace(x.lower(), "{v}") in _heldout_templates()
+    return any(lowered.replace(x.lower(), slot) in _heldout_templates() for slot in ("{x}", "{v}"))
 
 
 @functools.cache
