@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -669,42 +669,45 @@ def _free_sentence(rng: np.random.Generator, templates: Sequence[str], x: str, m
 def instruction_request(media: Sequence[str], x: str, rng: np.random.Generator) -> str:
     """A request for ``media`` (in the order asked) of ``x`` from the instruction grammar: "sketch {x} and also
     record it", "hand me a still and a clip of {x}"; drawn again until it holds no held-out wording."""
-    for _ in range(1000):
+    def draw() -> str:
         if len(media) > 1 and rng.random() < 0.4:  # one noun list: "a still and some footage of {x}"
             nouns = [pick(rng, MEDIA_WORDS[m][1]) for m in media]
-            text = _fill(rng, pick(rng, NOUN_FRAMES), np=f"{_listed(nouns)} of {x}")
-        else:
-            text = _asked_once(media[0], x, rng)
-            question_mark = text.endswith("?")
-            later = [_asked_again(m, rng) for m in media[1:]]
-            if later:
-                text = text.removesuffix("?") + "".join(", " + part for part in later[:-1])
-                text += pick(rng, JOINS) + later[-1] + ("?" if question_mark else "")
-        if not is_heldout_wording(text, x):
-            return text
-    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
+            return _fill(rng, pick(rng, NOUN_FRAMES), np=f"{_listed(nouns)} of {x}")
+        text = _asked_once(media[0], x, rng)
+        question_mark = text.endswith("?")
+        later = [_asked_again(m, rng) for m in media[1:]]
+        if later:
+            text = text.removesuffix("?") + "".join(", " + part for part in later[:-1])
+            text += pick(rng, JOINS) + later[-1] + ("?" if question_mark else "")
+        return text
+
+    return _unseen(draw, x)
 
 
 def instruction_question(topic: str, x: str, rng: np.random.Generator) -> str:
     """A question about ``x``'s looks, sounds or motion, for a text-only answer, from the instruction grammar."""
-    for _ in range(1000):
-        text = _fill(rng, pick(rng, ASKED_TOPICS[topic]), x=x)
-        if not is_heldout_wording(text, x):
-            return text
-    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
+    return _unseen(lambda: _fill(rng, pick(rng, ASKED_TOPICS[topic]), x=x), x)
 
 
 def instruction_vlog(name: str, rng: np.random.Generator, music: bool = False) -> str:
     """A vlog request from the instruction grammar ("could you make a surf vlog?"); ``music``: one that asks for
     music with it ("I need a surf vlog with a song")."""
-    for _ in range(1000):
+    def draw() -> str:
         frame = pick(rng, VLOG_FRAMES)
         if music:
             frame = frame.replace("{v} vlog", "{v} vlog with " + pick(rng, MUSIC_WORDS))
-        text = _fill(rng, frame, v=name)
-        if not is_heldout_wording(text, name):
+        return _fill(rng, frame, v=name)
+
+    return _unseen(draw, name)
+
+
+def _unseen(draw: Callable[[], str], x: str) -> str:
+    """``draw()`` again until its text (about ``x``) holds no held-out wording."""
+    for _ in range(1000):
+        text = draw()
+        if not is_heldout_wording(text, x):
             return text
-    raise ValueError(f"the instruction grammar keeps writing held-out wording for {name!r}; change it")
+    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
 
 
 def _asked_once(medium: str, x: str, rng: np.random.Generator) -> str:
