@@ -9,6 +9,8 @@ back), which makes "did the answer name the right concept?" a plain check.
     captions(concept, modality, rng, split)    "a surfer riding a wave at the beach" / "the sound of the sea"
     request(modalities, subject, rng, split)   "show me a picture of the beach and let me hear it"
     subject(concept, rng, split)               "the beach", "a snowy field"
+    instruction_request(media, subject, rng)   "hand me a still and a recording of the beach" (any wording but
+                                               the held-out templates'; the LLM's corpus and a third of the world's)
 """
 
 from __future__ import annotations
