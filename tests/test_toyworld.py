@@ -250,7 +250,6 @@ def test_heldout_wordings_are_never_train_wordings():
         lang.captions("beach", "image", rng, "test")
 
 
-
 def test_the_instruction_grammar_asks_in_words_of_both_splits_but_never_in_heldout_wording():
     rng = np.random.default_rng(0)
     x = "the seaside"
