@@ -21,6 +21,7 @@ from nextmm.toyworld.features import NearestCentroid, audio_features, image_feat
 
 SHIPPED = project_root() / "checkpoints" / "toyworld"
 
+
 def test_the_default_model_is_toyworld():
     assert nextmm.DEFAULT_MODEL == "toyworld"
     assert load_model_config("toyworld").trained == "checkpoints/toyworld/trained"
@@ -41,6 +42,15 @@ def test_shipped_weights_are_in_the_real_formats_and_small():
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
     assert size <= 40e6, f"checkpoints/toyworld holds {size / 1e6:.1f} MB, over the 40 MB budget"
     assert not list(SHIPPED.rglob("*.bin")) and not list(SHIPPED.rglob("*.pkl"))
+
+
+def test_the_shipped_adapter_was_trained_with_the_model_configs_lora():
+    # conf/model/toyworld.yaml describes the shipped model; a LoRA setting changed there without a rebuild would
+    # describe weights that were never trained that way.
+    lora = load_model_config("toyworld").llm.lora
+    adapter = json.loads((SHIPPED / "trained" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (lora.r, lora.alpha, lora.dropout)
+    assert sorted(adapter["target_modules"]) == sorted(lora.target_modules)
 
 
 @pytest.fixture(scope="module")
