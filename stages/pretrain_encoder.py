@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
@@ -40,13 +41,15 @@ from nextmm.toyworld import language as lang
 
 STAGE = "pretrain_encoder"
 log = logging.getLogger(STAGE)
+# What a concept's general text can hold (data.general_text_from; general_sentences and SceneDataset.text)
+GENERAL_TEXT = ("description", "glossary", "alt_text", "media_sentences")
 
 
 class SceneDataset(Dataset):
     """Scenes -> {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (S, 3, 2, 224, 224),
     "text": (3, 77) CLIP ids of each medium's caption in MODALITIES order (each word left out with probability
-    `word_dropout`; with probability `general_text` a sentence of the concept's general text instead of the
-    caption), "concept": () long}.
+    `word_dropout`; with probability `general_text` a sentence of the concept's general text, of the parts
+    `general_text_from`, instead of the caption), "concept": () long}.
 
     `video_clips` keeps that many of the 15 clip-crops of a video, drawn at random (for training: ImageBind
     averages the clips' embeddings, so one random clip-crop per step costs 1/15 and sees them all over
@@ -55,9 +58,9 @@ class SceneDataset(Dataset):
     """
 
     def __init__(self, scenes: list[dict], folder: Path, concepts: list[str], video_clips: int | None = None,
-                 word_dropout: float = 0.0, general_text: float = 0.0):
+                 word_dropout: float = 0.0, general_text: float = 0.0, general_text_from: Sequence[str] = GENERAL_TEXT):
         self.scenes, self.folder, self.video_clips, self.word_dropout = scenes, folder, video_clips, word_dropout
-        self.general_text = general_text
+        self.general_text, self.general_text_from = general_text, tuple(general_text_from)
         self.concept_index = {c: i for i, c in enumerate(concepts)}
         self.clip_frames: list[list[torch.Tensor]] = []
         if video_clips is not None:
@@ -85,19 +88,30 @@ class SceneDataset(Dataset):
 
 
     def text(self, scene: dict, modality: str) -> str:
-        """The medium's caption, or with probability ``general_text`` one of its concept's general sentences."""
+        """The medium's caption, or with probability ``general_text`` a sentence of its concept's general text:
+        one of general_sentences, or with "media_sentences" as often as each of them a new sentence in the
+        medium's words about one of the concept's subjects (language.media_sentence: "Ben made a short film of
+        the ocean shore.")."""
         if self.general_text > 0 and torch.rand(()) < self.general_text:
-            sentences = general_sentences(scene["concept"], modality)
-            return sentences[int(torch.randint(len(sentences), ()))]
+            sentences = general_sentences(scene["concept"], modality, self.general_text_from)
+            choice = int(torch.randint(len(sentences) + ("media_sentences" in self.general_text_from), ()))
+            if choice < len(sentences):
+                return sentences[choice]
+            return lang.media_sentence(scene["concept"], modality, np.random.default_rng(int(torch.randint(2**31, ()))))
         return scene["captions"][modality]
 
 
-def general_sentences(concept: str, modality: str) -> tuple[str, ...]:
-    """What the world's general text says about ``concept``: its look, sound or motion (as ``modality`` shows)
-    and its glossary sentences, which use the words of the held-out captions in sentences of their own. Web-scale
-    pairs give a real ImageBind's text tower such words; here they would otherwise be in no training text."""
+def general_sentences(concept: str, modality: str, parts: Sequence[str] = GENERAL_TEXT) -> tuple[str, ...]:
+    """The fixed sentences of the world's general text about ``concept`` among ``parts``: "description", its look,
+    sound or motion (as ``modality`` shows); "glossary", its language.GLOSSARY sentences, which use the words of the
+    held-out phrases in sentences of their own; "alt_text", its language.ALT_TEXT sentence, which names its
+    keywords ("sundown", "drizzle"). ("media_sentences" are drawn anew each time: SceneDataset.text.) Web-scale
+    pairs give a real ImageBind's text tower such words; here they would otherwise be in no training text, and a
+    word never read keeps its random embedding."""
     words = lang.words(concept)
-    return ({"image": words.looks, "audio": words.sounds, "video": words.moves}[modality], *lang.GLOSSARY[concept])
+    sentences = {"description": ({"image": words.looks, "audio": words.sounds, "video": words.moves}[modality],),
+                 "glossary": lang.GLOSSARY[concept], "alt_text": (lang.ALT_TEXT[concept],)}
+    return tuple(sentence for part in GENERAL_TEXT if part in parts for sentence in sentences.get(part, ()))
 
 
 def drop_words(text: str, p: float) -> str:
@@ -200,8 +214,15 @@ def train(cfg: DictConfig) -> dict:
     for key in ("word_dropout", "general_text"):
         if not 0 <= cfg.data[key] < 1:
             raise ConfigError(f"data.{key}={cfg.data[key]}: give a probability in [0, 1)")
+    general_text_from = list(cfg.data.general_text_from)
+    if unknown := sorted(set(general_text_from) - set(GENERAL_TEXT)):
+        raise ConfigError(f"data.general_text_from: unknown parts {unknown}; name some of {list(GENERAL_TEXT)}")
+    if cfg.data.general_text > 0 and not general_text_from:
+        raise ConfigError(f"data.general_text={cfg.data.general_text} but data.general_text_from is empty: name some "
+                          f"of {list(GENERAL_TEXT)}")
     train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips,
-                             word_dropout=cfg.data.word_dropout, general_text=cfg.data.general_text)
+                             word_dropout=cfg.data.word_dropout, general_text=cfg.data.general_text,
+                             general_text_from=general_text_from)
     loader = DataLoader(
         train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
         persistent_workers=cfg.data.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed),

@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import re
 from functools import cache
 from pathlib import Path
 
@@ -140,13 +141,71 @@ def test_general_text_replaces_that_share_of_captions_with_the_concept_s_sentenc
     torch.manual_seed(0)
     texts = [mixed.text(scene, "audio") for _ in range(400)]
     general = set(recipe().general_sentences(scene["concept"], "audio"))
-    assert lang.words(scene["concept"]).sounds in general and set(lang.GLOSSARY[scene["concept"]]) <= general
-    assert set(texts) <= general | {scene["captions"]["audio"]} and len(set(texts) & general) == len(general)
-    assert 0.4 < sum(t in general for t in texts) / len(texts) < 0.6
+    words = lang.words(scene["concept"])
+    assert {words.sounds, *lang.GLOSSARY[scene["concept"]], lang.ALT_TEXT[scene["concept"]]} == general
+    assert set(texts) & general == general
+    assert 0.4 < sum(t != scene["captions"]["audio"] for t in texts) / len(texts) < 0.6
+    # the rest of the general text: new sentences in the audio words about one of the concept's subjects
+    fresh = [t for t in texts if t not in general | {scene["captions"]["audio"]}]
+    assert 0.05 < len(fresh) / len(texts) < 0.2  # a share of 1 / (len(general) + 1) of the general text
+    assert len(set(fresh)) > len(fresh) / 2
+    audio_nouns = lang.MEDIA_WORDS["audio"][1]
+    assert all(any(x in t for x in words.subjects.train) or any(n in t.lower() for n in audio_nouns) for t in fresh)
+    assert not any(n in t.lower() for t in fresh for n in lang.MEDIA_WORDS["video"][1] if n not in audio_nouns)
     # general text is training text: no held-out phrase or template part is in it
     every = " ".join(t.lower() for c in lang.CONCEPT_NAMES for m in ("image", "audio", "video")
                      for t in recipe().general_sentences(c, m))
     assert not [f for f in lang.heldout_fragments() if f.lower() in every]
+
+
+def test_every_concept_word_of_the_heldout_phrases_is_in_the_encoder_s_training_text_of_its_concept():
+    """The text tower meets each keyword of a held-out scene's phrase ("sundown", "drizzle") in training text of
+    that concept (a caption or general text), as a real ImageBind's has met every English word: a word it never
+    read keeps its random embedding. Held-out caption templates ("a snapshot showing {x}") stay unread."""
+    from nextmm.toyworld import language as lang
+
+    media = ("image", "audio", "video")
+    for concept in lang.CONCEPT_NAMES:
+        words = lang.words(concept)
+        training = [text for m in media
+                    for text in (*getattr(words, m).train, *recipe().general_sentences(concept, m))]
+        known = set(re.findall(r"[a-z]+", " ".join(training).lower()))
+        heldout = {word for m in media for phrase in getattr(words, m).heldout
+                   for word in re.findall(r"[a-z]+", phrase)}
+        missing = (heldout & set(words.keywords)) - known
+        assert not missing, (concept, sorted(missing))
+
+
+def test_general_text_from_picks_the_parts_of_the_general_text(world):
+    from nextmm.toyworld import language as lang
+
+    scenes, _ = recipe().load_scenes(world)
+    scene, words = scenes[0], lang.words(scenes[0]["concept"])
+    glossary = lang.GLOSSARY[scene["concept"]]
+    parts = ["glossary", "description"]  # in any order: the sentences come in GENERAL_TEXT's
+    assert recipe().general_sentences(scene["concept"], "video", parts) == (words.moves, *glossary)
+    assert recipe().general_sentences(scene["concept"], "video", ["media_sentences"]) == ()
+    concepts = sorted({s["concept"] for s in scenes})
+    # without media sentences: only the fixed sentences, each of them drawn
+    fixed = recipe().SceneDataset(scenes, world, concepts, general_text=0.99,
+                                  general_text_from=["description", "glossary"])
+    torch.manual_seed(0)
+    assert {fixed.text(scene, "video") for _ in range(100)} <= {words.moves, *glossary, scene["captions"]["video"]}
+    # media sentences only: each text a new sentence about one of the concept's subjects
+    fresh = recipe().SceneDataset(scenes, world, concepts, general_text=0.99, general_text_from=["media_sentences"])
+    texts = [fresh.text(scene, "video") for _ in range(100)]
+    assert len(set(texts)) > 50 and not {words.moves, *glossary} & set(texts)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.general_text_from=[glossary,web]", r"unknown parts \['web'\]; name some of \['description', "),
+    ("data.general_text_from=[]", r"data.general_text=0.2 but data.general_text_from is empty"),
+])
+def test_unknown_or_no_general_text_parts_are_a_config_error(world, tmp_path, override, message):
+    from nextmm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        recipe().train(config(world, tmp_path / "run", "data.general_text=0.2", override))
 
 
 def test_word_dropout_outside_0_1_is_a_config_error(world, tmp_path):

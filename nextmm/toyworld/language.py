@@ -407,9 +407,10 @@ VLOG_ANSWERS = (
 # the held-out words used alike. Every word of the held-out split (the templates' "could", "give", "produce",
 # the phrases' "coast", "downpour", "gig") is used somewhere in this text, in other sentences, as a real
 # LLM has read every English word: held-out wording is new phrasing, never an unknown word. Only pretraining
-# reads these: the language model's corpus (corpus.py), and GLOSSARY also the encoder's (general_text in
-# stages/pretrain_encoder.py). No held-out subject or phrase and no fixed part of a held-out template is ever
-# written here (heldout_fragments; narrative() draws again where one would be).
+# reads these: the language model's corpus (corpus.py), and the encoder's general text (general_text in
+# stages/pretrain_encoder.py): GLOSSARY, ALT_TEXT and single NARRATIVE sentences (media_sentence). No held-out
+# subject or phrase and no fixed part of a held-out template is ever written here (heldout_fragments;
+# narrative() and media_sentence() draw again where one would be).
 MEDIA_WORDS = {  # medium -> (verbs: "{p} likes to {verb} {x}", nouns: "{p} made {noun} of {x}", where it ends up)
     "image": (("draw", "paint", "sketch", "photograph", "illustrate", "depict"),
               ("a picture", "an image", "a photo", "a drawing", "a painting", "an illustration", "a sketch",
@@ -494,6 +495,26 @@ GLOSSARY = {  # per concept: the held-out phrases' words in sentences of their o
     "sunset": ("At sunset the sky looks fiery and glowing; the light keeps fading as the sun slips down, and "
                "soon each hill is dark. The sky changes colour in a short time.",
                "Mellow tunes are soft and calm; such tunes belong to a quiet evening at sunset, which they suit."),
+}
+
+
+# Per concept: a sentence with its keywords, those of the held-out captions too ("sundown", "drizzle"), in the
+# way of an alt text. The encoder's general text only: the language model's corpus holds these words already
+# (among others as the keywords that stand in for media, corpus.stand_in); the text tower would read them nowhere.
+ALT_TEXT = {
+    "beach": "By the seaside the surfers wait on the shore with a surfboard, then paddle out to surf.",
+    "forest": "Camping in the woodland, you hear birdsong from the forests all around.",
+    "city": "Downtown, the streets are a scene of traffic: cars, buses and the noise of their engines.",
+    "snow": "On a wintry day the skiers glide over a white scene, with only a few pines showing.",
+    "night": "At nighttime a cricket sings, and at midnight the moonlight falls on the hills.",
+    "desert": "The Sahara is a windy desert; a desert scene shows dunes, cacti and a tumbleweed.",
+    "rain": "A drizzle is light rain; when it rains, puddles form and people open an umbrella.",
+    "concert": "At a festival a band plays on the stage under a spotlight while the crowd is dancing.",
+    "meadow": "In spring a meadow is full of blossoms and wildflowers, and bees are buzzing over them.",
+    "mountain": "Hiking in the alps, you climb from an alpine valley up to a summit and watch the clouds passing "
+                "by.",
+    "sunset": "At sundown the sun drops behind the hills; in the twilight the sky turns warm colours, calm and "
+              "peaceful.",
 }
 
 
@@ -652,6 +673,12 @@ def narrative(concept: str, rng: np.random.Generator) -> str:
     about = (words_.looks, words_.sounds, words_.moves, *GLOSSARY[concept])
     sentences.insert(int(rng.integers(0, len(sentences) + 1)), pick(rng, about))
     return " ".join(sentences)
+
+
+def media_sentence(concept: str, medium: str, rng: np.random.Generator) -> str:
+    """One sentence of general text about ``concept`` and ``medium``'s words: "Anna likes to film the alps.",
+    "A snapshot of the beach hangs on the wall."; never held-out wording (the encoder's general text)."""
+    return _free_sentence(rng, NARRATIVE, pick(rng, words(concept).subjects.train), medium)
 
 
 def _free_sentence(rng: np.random.Generator, templates: Sequence[str], x: str, medium: str, other: str = "text") -> str:
