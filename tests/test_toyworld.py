@@ -143,15 +143,6 @@ def test_video_moves_and_main_motion_follows_the_table():
     assert CONCEPTS["rain"].motion.direction == (1, 0) and CONCEPTS["snow"].motion.direction == (1, 0)
 
 
-def test_render_time_per_sample_is_small():
-    import time
-
-    start = time.perf_counter()
-    for concept in CONCEPT_NAMES:
-        render_sample(concept, 11)
-    assert (time.perf_counter() - start) / len(CONCEPT_NAMES) < 0.05  # image + 16 frames + 2 s of audio
-
-
 # --------------------------------------------------------------------------------------------- language
 def _all_texts(concept, split):
     w = lang.words(concept)
@@ -269,6 +260,22 @@ def test_the_instruction_grammar_asks_in_words_of_both_splits_but_never_in_heldo
     assert lang.is_heldout_wording("film the seaside for me", x)  # a held-out template whole (no long fragment)
     assert lang.is_heldout_wording("Give me a still and some footage of a storm", "a storm")
     assert not lang.is_heldout_wording("film the seaside, please", x)
+
+
+def test_media_sentences_use_the_medium_s_words_of_both_splits_about_train_subjects_only():
+    rng = np.random.default_rng(0)
+    sentences = {m: [lang.media_sentence(c, m, rng) for c in lang.CONCEPT_NAMES for _ in range(40)]
+                 for m in ("image", "video", "audio")}
+    written = " ".join(s for m in sentences for s in sentences[m]).lower()
+    assert not [f for f in lang.heldout_fragments() if f.lower() in written]  # no held-out subject or template part
+    video = " ".join(sentences["video"]).lower()
+    for word in ("film", "footage", "showing", "depicting"):  # words of the held-out captions, in other sentences
+        assert word in video, word
+    beach = [lang.media_sentence("beach", "video", rng) for _ in range(40)]
+    subjects = lang.words("beach").subjects.train
+    assert sum(any(x in s for x in subjects) for s in beach) > 30 and len(set(beach)) > 30
+    others = [x for c in lang.CONCEPT_NAMES if c != "beach" for x in lang.words(c).subjects.train]
+    assert not any(x in s for s in beach for x in others)
 
 
 # ------------------------------------------------------------------------------------------- the build
