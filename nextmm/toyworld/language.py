@@ -499,8 +499,8 @@ GLOSSARY = {  # per concept: the held-out phrases' words in sentences of their o
 
 
 # Per concept: a sentence with its keywords, those of the held-out captions too ("sundown", "drizzle"), in the
-# way of an alt text. The encoder's general text only: the language model's corpus holds these words already
-# (among others as the keywords that stand in for media, corpus.stand_in); the text tower would read them nowhere.
+# way of an alt text. The encoder's general text only: the language model's corpus holds the held-out captions'
+# words already (among others as the keywords that stand in for media, corpus.stand_in), the text tower nowhere else.
 ALT_TEXT = {
     "beach": "By the seaside the surfers wait on the shore with a surfboard, then paddle out to surf.",
     "forest": "Camping in the woodland, you hear birdsong from the forests all around.",
