@@ -28,16 +28,19 @@ SMALL = ["architecture.hidden_size=32", "architecture.intermediate_size=64", "ar
          "train.seq_len=32", "tokenizer.vocab_size=400", "logging.every=1"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def _annotations_only(root, manifest=None, **counts):
     """A toyworld folder with the annotations only: text is all the corpus reads."""
-    root = tmp_path_factory.mktemp("toyworld")
-    the_plan = plan(0, list(CONCEPT_NAMES), samples=2, instructions=8, eval_samples=1, eval_prompts=6)
+    the_plan = plan(0, list(CONCEPT_NAMES), samples=2, eval_samples=1, eval_prompts=6, **counts)
     for relative, value in the_plan.annotations.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(json.dumps(value), encoding="utf-8")
-    (root / "manifest.json").write_text("{}", encoding="utf-8")
+    (root / "manifest.json").write_text(json.dumps(manifest or {}), encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return _annotations_only(tmp_path_factory.mktemp("toyworld"), instructions=8)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,16 @@ def test_corpus_is_the_worlds_conversations_then_general_text(world, texts):
     assert not [fragment for fragment in heldout_fragments() if fragment in everything]
     # held-out media words are known language, used where the train words go
     assert all(any(word in text for text in general) for word in (" sketch", " footage", " listen to", " record"))
+
+
+def test_corpus_reads_as_many_mosit_conversations_as_of_every_other_set(tmp_path):
+    # a world with 4 x 8 MosIT conversations per concept: the corpus reads the first 8 of each concept, so the LLM
+    # reads what it reads of the world without the extra ones (a manifest without "mosit": a world from before)
+    more = _annotations_only(tmp_path / "more", {"instructions": 8, "mosit": 32}, instructions=8, mosit=32)
+    as_many = _annotations_only(tmp_path / "as_many", instructions=8)
+    unmarked = _annotations_only(tmp_path / "unmarked", instructions=8, mosit=32)
+    assert corpus_documents(more) == corpus_documents(as_many)
+    assert len(corpus_documents(unmarked)) - len(corpus_documents(more)) == len(CONCEPT_NAMES) * 24
 
 
 def test_instruction_conversations_answer_with_the_media_asked_for(texts):

@@ -231,6 +231,17 @@ def test_multi_medium_requests_are_also_composed_in_any_order():
     assert len(multi) == 18 and 0 < composed < len(multi)
 
 
+def test_more_mosit_conversations_keep_the_first_and_change_nothing_else():
+    mosit = "IT_data/MosIT_data/mosit_instruction_tuning.json"
+    default = plan(0, ["beach", "rain"], samples=0, instructions=5, eval_samples=0, eval_prompts=0).annotations
+    more = plan(0, ["beach", "rain"], samples=0, instructions=5, eval_samples=0, eval_prompts=0, mosit=20).annotations
+    assert len(default[mosit]) == 2 * 5 and len(more[mosit]) == 2 * 20
+    assert len(more["IT_data/T+X-T_data/llava/llava.json"]) == 2 * 5
+    by_id = {record["id"]: record for record in more[mosit]}
+    assert all(by_id[record["id"]] == record for record in default[mosit])  # a record depends on its index alone
+    assert {k: v for k, v in default.items() if k != mosit} == {k: v for k, v in more.items() if k != mosit}
+
+
 def test_heldout_wordings_are_never_train_wordings():
     train_text = "\n".join(t for c in CONCEPT_NAMES for t in _all_texts(c, "train"))
     for fragment in _heldout_fragments():

@@ -92,7 +92,8 @@ class Plan:
 
 # --------------------------------------------------------------------------------------------- planning
 def plan(seed: int, concepts: Sequence[str], samples: int, instructions: int, eval_samples: int,
-         eval_prompts: int) -> Plan:
+         eval_prompts: int, mosit: int | None = None) -> Plan:
+    """What to write; ``mosit`` MosIT conversations per concept (None: ``instructions``, as every other set)."""
     for concept in concepts:
         get_concept(concept)
     out = Plan()
@@ -101,7 +102,7 @@ def plan(seed: int, concepts: Sequence[str], samples: int, instructions: int, ev
     _videochat(out, seed, concepts, instructions)
     _alpaca(out, seed, concepts, instructions)
     _t2m(out, seed, concepts, instructions, samples)
-    _mosit(out, seed, concepts, instructions)
+    _mosit(out, seed, concepts, instructions if mosit is None else mosit)
     _eval(out, seed, concepts, eval_samples, eval_prompts)
     return out
 
@@ -391,6 +392,7 @@ def build(
     seed: int = 0,
     samples: int = 200,
     instructions: int = 50,
+    mosit: int | None = None,
     eval_samples: int = 10,
     eval_prompts: int = 18,
     concepts: Sequence[str] | None = None,
@@ -408,7 +410,8 @@ def build(
     from nextmm.atomic import staged_folder
 
     concepts = list(concepts or CONCEPT_NAMES)
-    the_plan = plan(seed, concepts, samples, instructions, eval_samples, eval_prompts)
+    mosit = instructions if mosit is None else mosit
+    the_plan = plan(seed, concepts, samples, instructions, eval_samples, eval_prompts, mosit)
     output = Path(output)
     with staged_folder(output) as staging:
         for relative, value in the_plan.annotations.items():
@@ -416,7 +419,7 @@ def build(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         manifest = {
-            "seed": seed, "concepts": concepts, "samples": samples, "instructions": instructions,
+            "seed": seed, "concepts": concepts, "samples": samples, "instructions": instructions, "mosit": mosit,
             "eval_samples": eval_samples, "eval_prompts": eval_prompts, "render": asdict(settings),
             "records": {k: len(v) for k, v in the_plan.annotations.items() if isinstance(v, list)},
             "media_files": sum(len(job.files) for job in the_plan.jobs),
@@ -456,7 +459,7 @@ def main(cfg) -> None:
             get_concept(concept)
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
-    folder = build(cfg.output, seed=cfg.seed, samples=cfg.samples, instructions=cfg.instructions,
+    folder = build(cfg.output, seed=cfg.seed, samples=cfg.samples, instructions=cfg.instructions, mosit=cfg.mosit,
                    eval_samples=cfg.eval_samples, eval_prompts=cfg.eval_prompts, concepts=concepts,
                    settings=settings, workers=cfg.workers)
     print(f"wrote the toyworld data set to {folder}")

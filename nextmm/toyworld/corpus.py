@@ -1,7 +1,7 @@
 """The toyworld's text, as the language model will read it: every conversation in the prompt format.
 
 The corpus of a built toyworld folder (``python -m nextmm.toyworld.build``) is every caption and every
-instruction conversation of its training annotations, plus the world's generic wording (each concept's
+instruction conversation of its training annotations (of MosIT the first ``instructions`` per concept), plus the world's generic wording (each concept's
 sentences, canonical captions, small talk). The held-out files under eval/ are left out, so evaluation
 wording stays unseen.
 
@@ -26,6 +26,7 @@ media words of both splits in the same slots, so held-out wording is known langu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -143,10 +144,20 @@ def _conversations(root: Path) -> Iterator[list[Turn]]:
               ("alpaca", f"{layout.ALPACA}/alpaca.json")]
     files += [("t2m", f"{layout.T2M}/{m}_instruction_tuning.json") for m in MODALITIES]
     files += [("mosit", f"{layout.MOSIT}/mosit_instruction_tuning.json")]
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     for kind, relative in files:
         if not (root / relative).is_file():
             continue
         source = Source(kind, root / relative, media={m: None for m in MODALITIES})
-        for record in read_source(source, pairs="comprehension", pair_prompt=CAPTION_PROMPT):
-            if record.problem is None:
+        for index, record in enumerate(read_source(source, pairs="comprehension", pair_prompt=CAPTION_PROMPT)):
+            if record.problem is None and (kind != "mosit" or _read_mosit(manifest, index)):
                 yield record.turns
+
+
+def _read_mosit(manifest: dict, index: int) -> bool:
+    """Whether the corpus reads MosIT conversation ``index`` (concept-major in the file): the first ``instructions``
+    of each concept, as many as of every other set. A world built with more (``mosit=``) weighs stage 3's mix with
+    them, as NExT-GPT's MosIT is stage-3 data Vicuna never read, and the LLM stays the one of the same world
+    without them; an LLM that read them all switched media worse after stage 3 (0.87, docs/toyworld.md)."""
+    per_concept = manifest.get("mosit")  # worlds built before the setting have as many as the other sets
+    return not per_concept or index % per_concept < manifest["instructions"]
