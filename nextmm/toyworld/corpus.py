@@ -1,8 +1,8 @@
 """The toyworld's text, as the language model will read it: every conversation in the prompt format.
 
 The corpus of a built toyworld folder (``python -m nextmm.toyworld.build``) is every caption and every
-instruction conversation of its training annotations (of MosIT the first ``instructions`` per concept), plus the world's generic wording (each concept's
-sentences, canonical captions, small talk). The held-out files under eval/ are left out, so evaluation
+instruction conversation of its training annotations (of MosIT the first ``instructions`` per concept), plus
+the world's generic wording (each concept's sentences, canonical captions, small talk). The held-out files under eval/ are left out, so evaluation
 wording stays unseen.
 
 Media do not exist for a text model, so each input medium is written as a word standing in for it, between
