@@ -414,6 +414,10 @@ def test_cli_config_builds_a_subset(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown toyworld concept"):
         main(compose_config("toyworld", [f"output={tmp_path / 'x'}", "concepts=[moon]"]))
+    for bad in ("mosit=-1", "instructions=2.5"):
+        with pytest.raises(ConfigError, match="give a count, a whole number >= 0"):
+            main(compose_config("toyworld", [f"output={tmp_path / 'x'}", bad]))
+    assert not (tmp_path / "x").exists()
 
 
 def test_docs_table_lists_every_concept():

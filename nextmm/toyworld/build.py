@@ -459,6 +459,9 @@ def main(cfg) -> None:
             get_concept(concept)
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
+    for key in ("samples", "instructions", "mosit", "eval_samples", "eval_prompts"):
+        if cfg[key] is not None and (not isinstance(cfg[key], int) or cfg[key] < 0):
+            raise ConfigError(f"{key}={cfg[key]}: give a count, a whole number >= 0")
     folder = build(cfg.output, seed=cfg.seed, samples=cfg.samples, instructions=cfg.instructions, mosit=cfg.mosit,
                    eval_samples=cfg.eval_samples, eval_prompts=cfg.eval_prompts, concepts=concepts,
                    settings=settings, workers=cfg.workers)
