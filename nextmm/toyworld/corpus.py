@@ -2,8 +2,8 @@
 
 The corpus of a built toyworld folder (``python -m nextmm.toyworld.build``) is every caption and every
 instruction conversation of its training annotations (of MosIT the first ``instructions`` per concept), plus
-the world's generic wording (each concept's sentences, canonical captions, small talk). The held-out files under eval/ are left out, so evaluation
-wording stays unseen.
+the world's generic wording (each concept's sentences, canonical captions, small talk). The held-out files
+under eval/ are left out, so evaluation wording stays unseen.
 
 Media do not exist for a text model, so each input medium is written as a word standing in for it, between
 the media markers the stages put around a projected medium: "<Img> surf</Img>", one of its scene's concept
