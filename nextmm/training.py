@@ -7,7 +7,8 @@ A run's output folder:
     <output_dir>/checkpoints/step-00000500/   model/ (trained parts: projectors + adapter, safetensors),
                                               training.pt (optimizer, schedule, data position, step,
                                               bad-sample counts), rng-<rank>.pt, run.yaml (resolved config)
-    <output_dir>/final/                       the trained parts at the last step: model=<output_dir>/final
+    <output_dir>/final/                       the trained parts at the last step (with ema.decay set: their
+                                              average, its state in training.pt): model=<output_dir>/final
     <output_dir>/<stage>/                     tensorboard events, with logging.tracker=tensorboard
 
 Every folder appears whole or not at all (written aside, then renamed).
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -125,6 +127,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, max_steps: i
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
     return LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------------- weight average
+def build_average(params: Iterable[nn.Parameter], cfg: Mapping, max_steps: int) -> EMAModel | None:
+    """The running average of the trained weights that final/ holds; None when ``ema.decay`` is null.
+
+    After each optimizer step past ``ema.start`` the average takes in the weights with the decay
+    min(ema.decay, n / (n + 1)), n counting those steps from 0: the plain mean of the weights seen so far
+    until that decay reaches ``ema.decay``, an exponential moving average from then on. ema.decay=1 is the
+    plain mean of every step past ``start`` (Polyak averaging, SWA's tail average). diffusers' EMAModel
+    keeps the shadow weights, beside the parameters and on their device.
+    """
+    decay, start = cfg["decay"], cfg["start"]
+    if decay is None:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+        raise ConfigError(f"ema.decay={decay} must lie in (0, 1]: 0.999 averages exponentially, 1 is the plain "
+                          "mean, null keeps the last step's weights")
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < max_steps:
+        raise ConfigError(f"ema.start={start} must be a whole number of steps from 0 to train.max_steps - 1 "
+                          f"({max_steps - 1}): the average counts the steps after it")
+    return EMAModel(params, decay=float(decay), update_after_step=start, use_ema_warmup=True, inv_gamma=1, power=1)
 
 
 # ------------------------------------------------------------------------------------- bad samples
@@ -276,9 +300,14 @@ class Checkpoints:
         return done[-1] if done else None
 
     def save(
-        self, step: int, model: nn.Module, optimizer, scheduler, position: Mapping, bad: BadSamples, cfg: DictConfig
+        self, step: int, model: nn.Module, optimizer, scheduler, position: Mapping, bad: BadSamples, cfg: DictConfig,
+        average: EMAModel | None = None,
     ) -> Path:
-        """Write the step's checkpoint from every process (each its own RNG state); returns its folder."""
+        """Write the step's checkpoint from every process (each its own RNG state); returns its folder.
+
+        model/ holds the step's own weights, which a resumed run continues from; the average, if any, is
+        in training.pt.
+        """
         accelerator = self.accelerator
         final = self.folder / f"step-{step:08d}"
         staging = self.folder / f".step-{step:08d}.partial"
@@ -300,6 +329,8 @@ class Checkpoints:
             }
             if accelerator.scaler is not None:  # fp16 loss scaling
                 state["scaler"] = accelerator.scaler.state_dict()
+            if average is not None:
+                state["average"] = average.state_dict()
             torch.save(state, staging / STATE_FILE)
             OmegaConf.save(cfg, staging / RUN_CONFIG, resolve=True)
             replace_dir(staging, final)
@@ -310,7 +341,8 @@ class Checkpoints:
         return final
 
     def restore(
-        self, folder: Path, model: nn.Module, optimizer, scheduler, bad: BadSamples, cfg: DictConfig
+        self, folder: Path, model: nn.Module, optimizer, scheduler, bad: BadSamples, cfg: DictConfig,
+        average: EMAModel | None = None,
     ) -> tuple[int, dict]:
         """Load everything ``save`` wrote; the RNGs last, so nothing after this draws before the next step."""
         state = torch.load(folder / STATE_FILE, weights_only=True)
@@ -322,12 +354,18 @@ class Checkpoints:
         saved = OmegaConf.load(folder / RUN_CONFIG)
         if list(saved.trainable) != list(cfg.trainable):
             raise ConfigError(f"{folder} trained {list(saved.trainable)}, this run trains {list(cfg.trainable)}")
+        saved_ema = OmegaConf.to_container(saved.ema) if "ema" in saved else {"decay": None, "start": 0}
+        if saved_ema != OmegaConf.to_container(cfg.ema):
+            raise ConfigError(f"{folder} averaged the weights with ema={saved_ema}: resume with the same ema settings")
         load_trained_parts(model, folder / MODEL_DIR)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if "scaler" in state and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         bad.load_state_dict(state["bad"])
+        if average is not None:
+            average.load_state_dict(state["average"])
+            average.to(device=self.accelerator.device)
         set_rng_state(torch.load(folder / f"rng-{self.accelerator.process_index}.pt", weights_only=True))
         log.info("resumed from %s at step %d", folder, state["step"])
         return state["step"], state["position"]

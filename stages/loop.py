@@ -1,8 +1,9 @@
 """The training loop the three stage recipes share; each recipe brings its data and its loss.
 
 A stage is a numbered sequence of plain steps: the run, the model and what trains; the recipe's data
-and loss; optimizer and schedule; resume; the loop; the trained parts for the next stage. Scripts in
-stages/ import it as ``from loop import train_stage`` (their folder is on sys.path when run).
+and loss; optimizer, schedule and weight average; resume; the loop; the trained parts (or their average,
+``ema``) for the next stage. Scripts in stages/ import it as ``from loop import train_stage`` (their
+folder is on sys.path when run).
 """
 
 from __future__ import annotations
@@ -37,17 +38,19 @@ def train_stage(
     dataset = dataset_for(model)
     loss = loss_for(model)
 
-    # 3. loss, optimizer, schedule
+    # 3. loss, optimizer, schedule, and the weight average final/ gets (config `ema:`)
     loss_fn = accelerator.prepare(loss)
     optimizer = accelerator.prepare(training.build_optimizer(loss_fn, cfg.optimizer))
     scheduler = training.build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)
+    trained = [p for p in loss_fn.parameters() if p.requires_grad]
+    average = training.build_average(trained, cfg.ema, cfg.train.max_steps)  # None unless ema.decay is set
 
     # 4. resume, or start at step 0
     bad = training.BadSamples(cfg.data.max_bad_share, cfg.data.bad_check_after)
     checkpoints = training.Checkpoints(cfg.output_dir, accelerator, cfg.checkpoint.keep_last)
     step, position = 0, None
     if cfg.resume and checkpoints.latest():
-        step, position = checkpoints.restore(checkpoints.latest(), model, optimizer, scheduler, bad, cfg)
+        step, position = checkpoints.restore(checkpoints.latest(), model, optimizer, scheduler, bad, cfg, average)
     batches = BatchStream(
         dataset, batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
         rank=accelerator.process_index, world=accelerator.num_processes, position=position,
@@ -70,16 +73,20 @@ def train_stage(
                 optimizer.step()
                 optimizer.zero_grad()
             progress.add(terms, batch)
+        if average is not None:
+            average.step(trained)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         step += 1
         history.append(progress.end_step(step, lr))
         if step % cfg.checkpoint.every == 0 or step == cfg.train.max_steps:
-            checkpoints.save(step, model, optimizer, scheduler, batches.position, bad, cfg)
+            checkpoints.save(step, model, optimizer, scheduler, batches.position, bad, cfg, average)
 
     # 6. the trained parts, for the next stage or for generation
     progress.close()
     bad.report()
+    if average is not None:
+        average.copy_to(trained)
     final = training.save_final(model, cfg.output_dir, accelerator)
     accelerator.end_training()
     losses = [metrics["loss"] for metrics in history]

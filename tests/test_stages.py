@@ -123,12 +123,42 @@ def test_resumed_run_repeats_the_uninterrupted_losses_exactly(root, tmp_path):
     common = ["data=t2m", "train.batch_size=1", "train.gradient_accumulation_steps=2", "data.num_workers=1",
               "optimizer.warmup_steps=2", "optimizer.total_steps=6", "optimizer.lr=1e-2", "loss.denoising_weight=1.0",
               "checkpoint.every=2"]
+    # and a weight average, whose state travels in the checkpoint
+    common += ["ema.decay=0.8"]
     straight = train("modality_switching", root, tmp_path / "straight", *common, "train.max_steps=6")["losses"]
     first = train("modality_switching", root, tmp_path / "stopped", *common, "train.max_steps=3")["losses"]
     second = train("modality_switching", root, tmp_path / "stopped", *common, "train.max_steps=6", "resume=true")
     assert first + second["losses"] == straight
     kept = sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir())
     assert kept == ["step-00000004", "step-00000006"]  # every 2 steps and at the end, the newest 2 kept
+    averaged = trained_tensors(tmp_path / "straight" / "final")
+    resumed = trained_tensors(tmp_path / "stopped" / "final")
+    for name in averaged:
+        torch.testing.assert_close(resumed[name], averaged[name], rtol=0, atol=0)
+    last = trained_tensors(tmp_path / "stopped" / "checkpoints" / "step-00000006" / "model")
+    assert any(not torch.equal(last[name], averaged[name]) for name in averaged)  # the checkpoint keeps the step's own
+    with pytest.raises(ConfigError, match=r"averaged the weights with ema=\{'decay': 0.8, 'start': 0\}: resume with"):
+        train("modality_switching", root, tmp_path / "stopped", *common[:-1], "train.max_steps=8", "resume=true")
+
+
+def test_ema_decay_1_keeps_the_mean_of_the_steps_after_start(root, tmp_path):
+    steps = ["data=t2m", "optimizer.lr=1e-2", "optimizer.warmup_steps=0", "train.max_steps=4", "checkpoint.every=1",
+             "checkpoint.keep_last=4"]
+    train("modality_switching", root, tmp_path, *steps, "ema.decay=1", "ema.start=1")
+    each = [trained_tensors(tmp_path / "checkpoints" / f"step-{step:08d}" / "model") for step in (2, 3, 4)]
+    final = trained_tensors(tmp_path / "final")
+    assert any(not torch.equal(final[name], each[-1][name]) for name in final)
+    for name in final:
+        torch.testing.assert_close(final[name], sum(weights[name] for weights in each) / 3)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("ema.decay=1.5", r"ema.decay=1.5 must lie in \(0, 1\]: 0.999 averages exponentially, 1 is the plain mean"),
+    ("ema.start=3", r"ema.start=3 must be a whole number of steps from 0 to train.max_steps - 1 \(2\)"),
+])
+def test_a_bad_ema_setting_is_a_config_error(root, tmp_path, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        train("decoder_side", root, tmp_path, "data=cc3m", "train.max_steps=3", "ema.decay=0.9", setting)
 
 
 def test_bad_samples_are_skipped_counted_and_reported(root, tmp_path, caplog):
