@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from fixtures.data_fixtures import make_fixture_data
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +30,7 @@ def test_encoder_side_runs_with_two_processes(tmp_path):
         "--dynamo_backend", "no", "--main_process_port", str(free_port()),
         "stages/encoder_side.py", "data=pairs", f"data.root={data}", f"output_dir={out}",
         "train.max_steps=2", "train.batch_size=2", "data.num_workers=0", "logging.every=1",
+        "checkpoint.every=1", "ema.decay=1",  # final/ = the mean of the two steps' weights
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -36,4 +39,9 @@ def test_encoder_side_runs_with_two_processes(tmp_path):
     assert "no bad samples among 8" in done.stderr  # 2 processes x 2 steps x 2 samples, disjoint shards
     checkpoint = out / "checkpoints" / "step-00000002"
     assert (checkpoint / "rng-0.pt").is_file() and (checkpoint / "rng-1.pt").is_file()
-    assert (out / "final" / "projectors.safetensors").is_file()
+    checkpoints = out / "checkpoints"
+    steps = [load_file(checkpoints / f"step-{step:08d}" / "model" / "projectors.safetensors") for step in (1, 2)]
+    final = load_file(out / "final" / "projectors.safetensors")
+    assert not torch.equal(final["input_projector.proj.weight"], steps[1]["input_projector.proj.weight"])
+    for name in final:
+        torch.testing.assert_close(final[name], (steps[0][name] + steps[1][name]) / 2)
