@@ -1,12 +1,17 @@
 """``python -m nextmm.eval model=toyworld``: the toyworld evaluation, printed as one JSON object.
 
-Four measurements on the held-out part of a toyworld (``eval/`` of a built world, docs/toyworld.md):
+Five measurements on the held-out part of a toyworld (``eval/`` of a built world, docs/toyworld.md):
 
     retrieval        the encoder alone: concept R@1 text <-> image, audio, video over the held-out scenes
     captioning       X -> text: a held-out question about a held-out medium; right when the answer names its concept
     modality_switch  a held-out prompt; right when the answer asks for exactly the expected set of media
     text_to_x        a held-out request with its medium forced; right when the encoder puts the rendered medium
-                     nearest to its own concept's canonical caption, among every concept's
+                     nearest to its own concept's canonical caption, among every concept's ("encoder"), and when
+                     the world's own features (colours, band energies) place it there ("world")
+    people           requests and questions in people's own words (nextmm/toyworld/people_prompts.jsonl, written
+                     apart from the world's grammar): the right media, of the right place by the world's features;
+                     X -> text, X -> Y, a vlog of every place, things outside the world; and how often an answer
+                     claims a medium ("Here is a sound ...") that the LLM did not produce
 
 Captioning and modality switching stop after the LLM (``render=False``): no diffusion runs for them. With
 ``data_root=null`` the held-out set is first rendered into a temporary folder, from the seed and counts of the
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,13 +40,18 @@ from nextmm import cli
 from nextmm.contrastive import retrieval_at_1
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import concept_of
+from nextmm.claims import claimed_media
+from nextmm.toyworld import concept_of, concepts_in
 from nextmm.toyworld import language as lang
+from nextmm.toyworld.features import PlaceJudge
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("retrieval", "captioning", "modality_switch", "text_to_x")
-TARGETS = {"retrieval": 0.9, "captioning": 0.9, "modality_switch": 0.95, "text_to_x": 0.8}
+SECTIONS = ("retrieval", "captioning", "modality_switch", "text_to_x", "people")
+TARGETS = {"retrieval": 0.9, "captioning": 0.9, "modality_switch": 0.95, "text_to_x": 0.8,
+           "people": {"media": 0.9, "media_and_place": 0.85, "x_to_text": 0.9, "x_to_y": 0.8, "vlog_places": 0.9,
+                      "claims_missing": 0.0}}
+PEOPLE_FILE = "people_prompts.jsonl"  # in the nextmm.toyworld package
 EVAL_FILES = ("samples.json", "captions.json", "modality_switch.json", "concepts.json")
 MEDIA_ARGUMENT = {"image": "images", "audio": "audios", "video": "videos"}  # model.chat's keyword per modality
 
@@ -171,9 +182,15 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, names: Sequence[str]) -> 
 
 def passed(section: str, scores: Mapping[str, float]) -> bool:
     """Whether a section meets its target: every retrieval direction, overall captioning and modality-switch
-    accuracy, every text -> X modality."""
+    accuracy, every text -> X modality by the encoder, and each of the people section's targeted scores (the
+    share of claimed-but-missing media at most its target, the others at least theirs)."""
+    if section == "people":
+        return all(scores[key] <= target if key == "claims_missing" else scores[key] >= target
+                   for key, target in TARGETS["people"].items())
     if section in ("captioning", "modality_switch"):
         scores = {"overall": scores["overall"]}
+    if section == "text_to_x":
+        scores = {m: scores[m] for m in MODALITIES if m in scores}
     return bool(scores) and all(value >= TARGETS[section] for value in scores.values())
 
 
@@ -235,10 +252,11 @@ def modality_switch(model, eval_set: EvalSet, *, records: Sequence[dict] | None 
 @torch.no_grad()
 def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_tokens: int = 128, seed: int = 0,
               num_inference_steps: int | None = None, guidance_scale: float | None = None,
-              progress: bool = True) -> dict[str, float]:
+              judge: PlaceJudge | None = None, progress: bool = True) -> dict[str, float]:
     """Each prompt answered with its modality forced and rendered; the encoder embeds the rendered medium and
-    finds the nearest of every concept's canonical caption for that modality. Accuracy per modality.
-    Steps and guidance left None are each decoder config's."""
+    finds the nearest of every concept's canonical caption for that modality. Accuracy per modality, and with a
+    ``judge`` the share the world's features place right ("world/<m>"). Steps and guidance left None are each
+    decoder config's."""
     from nextmm.generation import to_media
 
     names = list(eval_set.concepts)
@@ -254,20 +272,119 @@ def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_toke
         medium = rendered if m == "image" else (rendered, turn.sample_rate if m == "audio" else turn.fps)
         embedding = model.encoder(m, to_media(m, medium).data[None]).cpu()  # (1, D)
         results.append((m, nearest(embedding, keys[m], names)[0] == item["concept"]))
-    return accuracy_by(sorted(results, key=lambda r: MODALITIES.index(r[0])), overall=False)
+        if judge is not None:
+            results.append((f"world/{m}", judge(m, rendered) == item["concept"]))
+    order = [*MODALITIES, *(f"world/{m}" for m in MODALITIES)]
+    return accuracy_by(sorted(results, key=lambda r: order.index(r[0])), overall=False)
+
+
+def people_records(path: str | Path | None = None) -> list[dict]:
+    """The people's wordings (nextmm/toyworld/people_prompts.jsonl, or ``path``): one JSON object per line with
+    "kind", "prompt", "before" (an earlier message, or null), "input" ({"modality", "place"} or null), "media"
+    (expected outputs) and "place" (whose media or words the answer must be, or null)."""
+    source = Path(path) if path else resources.files("nextmm.toyworld") / PEOPLE_FILE
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read the people's wordings {source}: {error}") from None
+
+
+@torch.no_grad()
+def people(model, eval_set: EvalSet, records: Sequence[dict], judge: PlaceJudge, *, max_new_tokens: int = 128,
+           seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Each record answered greedily as a person would be (an attached medium is a held-out scene of its place;
+    a follow-up comes after its earlier message); media are rendered and placed by the world's features.
+
+    Scores: ``media`` (exactly the expected media, as generation delivers them), ``media_llm`` (the same from the
+    LLM's own signal tokens, before generation adds media its words claimed), ``media_and_place`` (requests,
+    X -> Y, vlogs and follow-ups: the right media, each showing the right place), ``x_to_text`` and
+    ``questions`` (text only, naming the place), ``x_to_y``, ``vlogs`` and ``vlog_places`` (the share of places
+    whose every vlog request is right), ``unknown`` (something outside the world: no media, and the answer names
+    the places it knows), ``chat``, ``claims_missing`` (answers whose words claim a medium they do not deliver)
+    and ``claims_added`` (answers whose claimed medium the LLM left out and generation added), ``overall``.
+    """
+    inputs = {c: [s for s in eval_set.samples if s["concept"] == c] for c in eval_set.concepts}
+    used: dict[str, int] = {}
+    rows = []
+    for record in _bar(records, "people", progress):
+        media_args = {}
+        if record["input"]:
+            m, place = record["input"]["modality"], record["input"]["place"]
+            index = used[place] = used.get(place, -1) + 1
+            sample = inputs[place][index % len(inputs[place])]
+            media_args = {MEDIA_ARGUMENT[m]: [eval_set.folder / sample[m]]}
+        chat = model.conversation(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, progress=False)
+        if record.get("before"):
+            chat.say(record["before"], render=False)
+        turn = chat.say(record["prompt"], render=bool(record["media"]), **media_args)
+        rows.append((record, turn, _people_row(record, turn, judge)))
+    return people_scores([(record, row) for record, _, row in rows])
+
+
+def _people_row(record: dict, turn, judge: PlaceJudge) -> dict[str, bool]:
+    """What one answer got right (see ``people``)."""
+    expected, produced = set(record["media"]), set(turn.signals)
+    place = record["place"]
+    placed = all(judge(m, turn.media(m)[0]) == place for m in expected if turn.media(m))
+    return {
+        "media": produced == expected,
+        "media_llm": produced - set(turn.forced) == expected,
+        "placed": produced == expected and placed and all(turn.media(m) for m in expected),
+        "names_place": not produced and place is not None and concept_of(turn.text) == place,
+        "names_places": not produced and len(concepts_in(turn.text)) >= 3,
+        "claims_missing": bool(set(claimed_media(turn.text)) - produced),
+        "claims_added": bool(turn.forced),
+    }
+
+
+def people_scores(rows: Sequence[tuple[dict, dict[str, bool]]]) -> dict[str, float]:
+    """The people section's scores from each (record, row of _people_row)."""
+    def share(values: Iterable[bool]) -> float:
+        values = list(values)
+        return sum(values) / len(values) if values else float("nan")
+
+    right = {"request": "placed", "x_to_y": "placed", "vlog": "placed", "followup": "placed",
+             "describe": "names_place", "question": "names_place", "unknown": "names_places", "chat": "media"}
+    kinds = [kind for kind in right if any(r["kind"] == kind for r, _ in rows)]
+    by_kind = {kind: [row[right[kind]] for r, row in rows if r["kind"] == kind] for kind in kinds}
+    vlogs: dict[str, list[bool]] = {}
+    for record, row in rows:
+        if record["kind"] == "vlog":
+            vlogs.setdefault(record["place"], []).append(row["placed"])
+    return {
+        "media": share(row["media"] for _, row in rows),
+        "media_llm": share(row["media_llm"] for _, row in rows),
+        "media_and_place": share(row["placed"] for r, row in rows if right.get(r["kind"]) == "placed"),
+        "x_to_text": share(by_kind.get("describe", [])),
+        "questions": share(by_kind.get("question", [])),
+        "x_to_y": share(by_kind.get("x_to_y", [])),
+        "vlogs": share(by_kind.get("vlog", [])),
+        "vlog_places": share(all(v) for v in vlogs.values()),
+        "unknown": share(by_kind.get("unknown", [])),
+        "chat": share(by_kind.get("chat", [])),
+        "followup": share(by_kind.get("followup", [])),
+        "requests": share(by_kind.get("request", [])),
+        "claims_missing": share(row["claims_missing"] for _, row in rows),
+        "claims_added": share(row["claims_added"] for _, row in rows),
+        "overall": share(row[right[r["kind"]]] for r, row in rows),
+    }
 
 
 def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, limit: int | None = None,
              seed: int = 0, max_new_tokens: Mapping[str, int] | None = None, text_to_x_per_concept: int = 3,
              num_inference_steps: int | None = None, guidance_scale: float | None = None, batch_size: int = 8,
-             progress: bool = True) -> dict:
+             people_file: str | Path | None = None, progress: bool = True) -> dict:
     """Run the sections asked for; returns {section: scores, "targets", "passed", "items", "timings_s"}."""
-    tokens = {"captioning": 48, "modality_switch": 128, "text_to_x": 128, **(max_new_tokens or {})}
+    tokens = {"captioning": 48, "modality_switch": 128, "text_to_x": 128, "people": 128, **(max_new_tokens or {})}
+    judge = PlaceJudge(seed=seed) if {"text_to_x", "people"} & set(sections) else None
     items = {
         "retrieval": subset(eval_set.samples, limit, seed),
         "captioning": subset(eval_set.captions, limit, seed),
         "modality_switch": subset(eval_set.modality_switch, limit, seed),
         "text_to_x": subset(text_to_x_prompts(eval_set.concepts, text_to_x_per_concept, seed), limit, seed),
+        "people": subset([dict(r, concept=r["place"]) for r in people_records(people_file)] if "people" in sections
+                         else [], limit, seed),
     }
     run = {
         "retrieval": lambda: retrieval(model.encoder, eval_set, samples=items["retrieval"], batch_size=batch_size,
@@ -278,7 +395,9 @@ def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, li
                                                    max_new_tokens=tokens["modality_switch"], progress=progress),
         "text_to_x": lambda: text_to_x(model, eval_set, items["text_to_x"], seed=seed, guidance_scale=guidance_scale,
                                        max_new_tokens=tokens["text_to_x"], num_inference_steps=num_inference_steps,
-                                       progress=progress),
+                                       judge=judge, progress=progress),
+        "people": lambda: people(model, eval_set, items["people"], judge, seed=seed, max_new_tokens=tokens["people"],
+                                 progress=progress),
     }
     result: dict = {}
     timings, met = {}, {}
@@ -341,7 +460,7 @@ def main(cfg: DictConfig) -> None:
         scores = evaluate(model, eval_set, sections=sections, limit=cfg.limit, seed=cfg.seed,
                           max_new_tokens=tokens, text_to_x_per_concept=cfg.text_to_x_prompts,
                           num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
-                          batch_size=cfg.batch_size, progress=progress)
+                          batch_size=cfg.batch_size, people_file=cfg.people_file, progress=progress)
     result = {"model": cfg.model.name, "data": data, "seed": cfg.seed, **scores}
     result["timings_s"]["total"] = round(time.perf_counter() - start, 2)
     text = json.dumps(result, indent=1)

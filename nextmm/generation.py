@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from nextmm.claims import claimed_media
 from nextmm.conversation import TURN_END, Media, Message, prompt_segments, tidy_spaces
 from nextmm.errors import UserError
 from nextmm.modality import MODALITIES, check_modality
@@ -48,6 +49,7 @@ class GenerationSettings:
     seed: int = 0
     progress: bool = True
     render: bool = True  # False: stop after the LLM, no diffusion; Turn.signals still names what it asked for
+    keep_claims: bool = True  # produce every medium the answer's words hand over ("Here is a sound ...": nextmm.claims)
 
     def updated(self, **changes) -> GenerationSettings:
         known = {f.name for f in fields(self)}
@@ -68,6 +70,8 @@ class Turn:
     videos: list[np.ndarray] = field(default_factory=list)  # uint8 (F, H, W, 3)
     outputs: list[tuple[str, int]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)  # the modality of each complete signal run, rendered or not
+    forced: list[str] = field(default_factory=list)  # modalities whose runs generation appended: asked for with
+    # ``outputs`` or claimed in words (keep_claims), where the LLM wrote no signal tokens for them
     sample_rate: int = 16000
     fps: int = 8
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -164,7 +168,11 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
     # 3. collect: states of generated tokens 0..n-2 come from generation; the last token, and any signal
     # tokens still missing (a cut-short run, or a modality the caller asked for), go through one cached forward.
     start = time.perf_counter()
-    tail = _completion(model, generated, settings.outputs)
+    wanted = set(settings.outputs or ())
+    if settings.keep_claims:
+        wanted.update(claimed_media(_clean_text(model, generated)))
+    tail = _completion(model, generated, wanted)
+    forced = {span.modality for span in find_signal_spans(tail, model.signal_ids)}
     states = [step[-1][0, -1] for step in out.hidden_states[1:]]  # (H,) each
     signal_ids = {i for ids in model.signal_ids.values() for i in ids}
     if tail or generated[-1] in signal_ids:
@@ -179,8 +187,8 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
     # 4. project and 5. decode
     spans = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
     turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
-                signals=[span.modality for span in spans], sample_rate=model.decoders.sample_rate,
-                fps=model.decoders.fps)
+                signals=[span.modality for span in spans], forced=[m for m in MODALITIES if m in forced],
+                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps)
     generator = torch.Generator().manual_seed(settings.seed)
     for span in spans if settings.render else ():
         if len(states) < span.start + span.length:
@@ -221,14 +229,14 @@ def _token_budget(model, prompt_length: int, max_new_tokens: int) -> int:
     return min(max_new_tokens, context - prompt_length)
 
 
-def _completion(model, generated: list[int], outputs: Sequence[str] | None) -> list[int]:
-    """Signal tokens to append: the rest of a run cut short, then runs of requested modalities not produced."""
+def _completion(model, generated: list[int], wanted: set[str]) -> list[int]:
+    """Signal tokens to append: the rest of a run cut short, then runs of wanted modalities not produced."""
     tail: list[int] = []
     while (forced := next_signal_token(generated + tail, model.signal_ids)) is not None:
         tail.append(forced)
     produced = {span.modality for span in find_signal_spans(generated + tail, model.signal_ids)}
     for modality in MODALITIES:
-        if outputs and modality in outputs and modality not in produced:
+        if modality in wanted and modality not in produced:
             tail += model.signal_ids[modality]
     return tail
 

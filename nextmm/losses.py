@@ -1,7 +1,7 @@
 """The training losses of NExT-GPT's three stages, as one module a stage configures by its weights.
 
     nll        next-token NLL on the assistant answers: captions (encoder side), signal tokens (decoder
-               side), whole replies (modality switching)
+               side), whole replies (modality switching); over the tokens the LLM may emit (answer_nll)
     align/<m>  distance between the output projector's conditioning for each complete signal-token run and
                what the decoder's own text encoder makes of the output's caption (precomputed or on the fly)
     denoise/<m> the frozen UNet's noise-prediction error when conditioned on that projection, min-SNR
@@ -13,12 +13,15 @@ model's training forward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
 from nextmm.data.dataset import Batch, Output
+from nextmm.model import IGNORE_INDEX
 
 
 def alignment_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -33,6 +36,33 @@ def alignment_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l
     if kind == "mse":
         return F.mse_loss(predicted, target)
     raise ValueError(f"unknown alignment loss {kind!r}: use 'l2' or 'mse'")
+
+
+def answer_nll(llm: nn.Module, embedded, suppressed: Sequence[int] | None = None, *, output_hidden_states: bool = False):
+    """Mean next-token NLL of the labelled tokens of an EmbeddedBatch; returns (loss, the LLM's output).
+
+    The LM head runs only where a label follows (answers are a small part of a conversation, and a 32000-token
+    head is most of a small LLM's cost). Tokens the LLM's generation config suppresses (``suppress_tokens``: a
+    toy LLM's tokens outside its training text) are no candidates, as in generation; an answer that holds one
+    is an error.
+    """
+    targets = embedded.labels[:, 1:]  # (B, T-1)
+    positions = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()  # (K,) positions before some label
+    out = llm(inputs_embeds=embedded.inputs_embeds, attention_mask=embedded.attention_mask,
+              output_hidden_states=output_hidden_states, logits_to_keep=positions if len(positions) else 1)
+    logits = out.logits.float()  # (B, K, V)
+    if not len(positions):
+        return logits.sum() * 0.0, out
+    targets = targets[:, positions]  # (B, K)
+    if suppressed:
+        banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        banned[torch.as_tensor(list(suppressed), device=logits.device)] = True
+        hit = targets[(targets != IGNORE_INDEX)]
+        if banned[hit].any():
+            raise ValueError(f"answer tokens {sorted(set(hit[banned[hit]].tolist()))[:10]} are among the LLM's "
+                             "suppress_tokens (generation_config.json): it was never trained to emit them")
+        logits = logits.masked_fill(banned, -float("inf"))
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX), out
 
 
 def min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -121,14 +151,10 @@ class StageLoss(nn.Module):
         # 1. the LLM over the whole conversation; NLL on the answers
         embedded = model.embed_segments(batch.segments)
         with_signals = self.alignment_weight > 0 or self.denoising_weight > 0
-        out = model.llm(
-            inputs_embeds=embedded.inputs_embeds,
-            attention_mask=embedded.attention_mask,
-            labels=embedded.labels,
-            output_hidden_states=with_signals,
-        )
-        terms = {"nll": out.loss}
-        loss = out.loss
+        nll, out = answer_nll(model.llm, embedded, model.llm.generation_config.suppress_tokens,
+                              output_hidden_states=with_signals)
+        terms = {"nll": nll}
+        loss = nll
         if not with_signals:
             return {"loss": loss, **terms}
 

@@ -1,12 +1,24 @@
-"""Pretraining what NExT-GPT takes pretrained, the language side: a tokenizer and a tiny Llama on the toyworld's text.
+"""Pretraining what NExT-GPT takes pretrained, the language side: a small Llama that knows English words.
 
     python -m nextmm.toyworld.build output=data/toyworld seed=0 samples=200 instructions=50
     python stages/pretrain_llm.py data_root=data/toyworld output_dir=runs/pretrain_llm train.max_steps=2000
 
-The corpus (nextmm/toyworld/corpus.py) is every training conversation of the toyworld folder in the prompt
-format. A byte-level BPE tokenizer is trained on it, then a LlamaForCausalLM from scratch (plain next-token
-prediction on packed blocks of documents, each "<s> ... </s>"). Both end in <output_dir>/llm/, a
-transformers folder that ``model.llm.path`` and ``model.llm.tokenizer`` load.
+The tokenizer is Vicuna's (the Llama-2 vocabulary, as the `wordllama` package ships it), so token ids are the
+real model's and nextmm's added tokens get ids from 32000 as in NExT-GPT's release. The input embeddings start
+as wordllama's vectors of those tokens, in which synonyms are neighbours (nextmm/toyworld/word_vectors.py). The
+output layer is the same matrix (tied). The model then learns the world's text (nextmm/toyworld/corpus.py) by
+next-token prediction on packed blocks of documents, each "<s> ... </s>".
+
+The world's text uses a few thousand of the 32000 tokens (the shortlist). Only their rows of the embedding
+train, slowly (``embeddings.lr``; 0 keeps them frozen), through a delta added to them: every other word keeps
+its vector exactly, so a word the world's text never uses keeps its place beside the words it does use, and
+"footage" reads like "video" though no request ever said it. Frozen rows cannot tell near-synonyms apart as
+outputs ("the" from "The"), which a slow delta does. The loss is the softmax over the shortlist alone (about a
+tenth of the cost of the full output layer on a CPU), and the saved generation config suppresses every other
+token, so the model never emits a token it was not trained to rank. The stages'
+next-token loss honours the same list (nextmm.losses.answer_nll). Both end in <output_dir>/llm/, a transformers
+folder (float16 safetensors, its tokenizer, generation_config.json) that ``model.llm.path`` and
+``model.llm.tokenizer`` load.
 """
 
 from __future__ import annotations
@@ -17,51 +29,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from nextmm import cli, training
 from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
-from nextmm.modality import MEDIA_END, MEDIA_START
-from nextmm.toyworld.corpus import Document, corpus_documents, corpus_text
+from nextmm.toyworld.corpus import Document, corpus_documents
+from nextmm.toyworld.word_vectors import llama_tokenizer, word_vectors
 
 STAGE = "pretrain_llm"
 LLM_DIR = "llm"
-# ids 0, 1, 2 as in Llama, then the media markers: the corpus writes a stand-in word between them where a
-# medium goes, so the model learns the markers before the stages put projected media there.
-SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", MEDIA_START, MEDIA_END)
 
 log = logging.getLogger(STAGE)
 
 
-# ----------------------------------------------------------------------------------------- tokenizer
-def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (no unknown characters) that adds <s> and a leading space like Llama's; decoding
-    gives the text back behind that one space."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    # Every piece starts as if after a space, as Llama's sentencepiece does: the first word of a message
-    # ("surf vlog" right after "### Human: ", tokenized as its own piece) is the same token as mid-sentence.
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    bos = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        clean_up_tokenization_spaces=False,  # the round trip stays exact (" ." stays " .")
-    )
-
-
+# ------------------------------------------------------------------------------------------- text
 def token_stream(documents: Sequence[Document], tokenizer: PreTrainedTokenizerFast) -> torch.Tensor:
     """All documents as one (N,) id stream, each "<s> pieces </s>"; pieces are tokenized one by one as
     NextMM tokenizes prompt segments, so pretraining sees the stages' token boundaries."""
@@ -82,27 +68,84 @@ def random_blocks(stream: torch.Tensor, batch_size: int, length: int, generator:
     return torch.stack([stream[s : s + length] for s in starts.tolist()])
 
 
+class Shortlist(torch.nn.Module):
+    """The tokens the model reads and emits in training: the ids of the corpus (sorted), each id's place among
+    them, and the trained change of their embedding rows (``delta``, (S, H), zero at the start)."""
+
+    def __init__(self, *streams: torch.Tensor, vocab_size: int, width: int = 0):
+        super().__init__()
+        ids = torch.unique(torch.cat(streams))  # (S,)
+        position = torch.full((vocab_size,), -1, dtype=torch.long)
+        position[ids] = torch.arange(len(ids))
+        self.register_buffer("ids", ids)
+        self.register_buffer("position", position)
+        self.delta = torch.nn.Parameter(torch.zeros(len(ids), width))
+
+    def rows(self, weight: torch.Tensor) -> torch.Tensor:
+        """The shortlist's embedding rows with their change: (S, H)."""
+        return weight[self.ids] + self.delta
+
+    def embed(self, weight: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids, all of the shortlist -> (B, T, H) input embeddings."""
+        return weight[batch] + self.delta[self.position[batch]]
+
+    @torch.no_grad()
+    def merge(self, weight: torch.Tensor) -> None:
+        """Write the trained rows into the embedding (once, before saving)."""
+        weight[self.ids] += self.delta.to(weight.dtype)
+        self.delta.zero_()
+
+    def suppressed(self, vocab_size: int) -> list[int]:
+        """Every other id below ``vocab_size``: what generation must never emit."""
+        return sorted(set(range(vocab_size)) - set(self.ids.tolist()))
+
+
 # ------------------------------------------------------------------------------------------- model
-def build_model(architecture: dict, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+def build_model(architecture: dict, tokenizer: PreTrainedTokenizerFast, vectors: torch.Tensor, norm: float,
+                seed: int) -> LlamaForCausalLM:
+    """A Llama whose tied input/output embedding starts as ``vectors`` (V, H), scaled to a mean row norm of
+    ``norm``; rows past them (the media markers) are drawn at the same scale."""
+    if architecture["hidden_size"] != vectors.shape[1]:
+        raise ConfigError(f"architecture.hidden_size={architecture['hidden_size']}: it must be the word vectors' "
+                          f"width, {vectors.shape[1]}")
     config = LlamaConfig(
         **architecture, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=None, tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(config)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    scaled = vectors * (norm / vectors.norm(dim=1).mean())
+    extra = len(tokenizer) - len(vectors)
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        weight[: len(vectors)] = scaled
+        weight[len(vectors) :] = torch.randn(extra, vectors.shape[1]) * scaled.std()
+    return model
 
 
-def fit(model: LlamaForCausalLM, stream: torch.Tensor, cfg: DictConfig, generator: torch.Generator) -> list[float]:
+def shortlist_loss(model: LlamaForCausalLM, batch: torch.Tensor, shortlist: Shortlist) -> torch.Tensor:
+    """Mean next-token NLL of (B, T) ids, the softmax taken over the shortlist's tokens only."""
+    weight = model.get_input_embeddings().weight  # (V, H), tied to the output layer
+    hidden = model.model(inputs_embeds=shortlist.embed(weight, batch)).last_hidden_state[:, :-1]  # (B, T-1, H)
+    logits = hidden @ shortlist.rows(weight).T  # (B, T-1, S)
+    targets = shortlist.position[batch[:, 1:]]  # (B, T-1)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+def fit(model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist, cfg: DictConfig,
+        generator: torch.Generator) -> list[float]:
     """Next-token prediction on random blocks for ``cfg.train.max_steps`` steps; returns each step's loss."""
-    optimizer = training.build_optimizer(model, cfg.optimizer)
+    optimizer = build_optimizer(model, shortlist, cfg)
     scheduler = training.build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     losses = []
     model.train()
     progress = tqdm(range(cfg.train.max_steps), desc=STAGE, unit="step")
     for step in progress:
         batch = random_blocks(stream, cfg.train.batch_size, cfg.train.seq_len, generator).to(model.device)  # (B, T)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = shortlist_loss(model, batch, shortlist)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trained, cfg.optimizer.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad()
         scheduler.step()
@@ -116,8 +159,23 @@ def fit(model: LlamaForCausalLM, stream: torch.Tensor, cfg: DictConfig, generato
     return losses
 
 
+def build_optimizer(model: LlamaForCausalLM, shortlist: Shortlist, cfg: DictConfig) -> torch.optim.AdamW:
+    """AdamW over the transformer; the shortlist's rows change at ``embeddings.lr`` (no weight decay), or stay
+    the word vectors at 0. The embedding matrix itself never trains."""
+    lr = cfg.embeddings.lr
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr >= 0):
+        raise ConfigError(f"embeddings.lr={lr}: give 0 (frozen word vectors) or a positive learning rate")
+    model.get_input_embeddings().weight.requires_grad_(False)
+    shortlist.delta.requires_grad_(lr > 0)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if lr > 0:
+        groups.append({"params": [shortlist.delta], "lr": lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.optimizer.lr, betas=tuple(cfg.optimizer.betas),
+                             weight_decay=cfg.optimizer.weight_decay)
+
+
 @torch.no_grad()
-def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, length: int) -> float:
+def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist, length: int) -> float:
     """Mean next-token loss over consecutive (1, length) blocks of ``stream``."""
     total, count = 0.0, 0
     for start in range(0, max(1, stream.numel() - 1), length):
@@ -125,55 +183,60 @@ def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, length: int) -> floa
         if block.shape[1] < 2:
             break
         tokens = block.shape[1] - 1
-        total += model(input_ids=block, labels=block).loss.item() * tokens
+        total += shortlist_loss(model, block, shortlist).item() * tokens
         count += tokens
     return total / count
 
 
-def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, output_dir: Path) -> Path:
-    """Write <output_dir>/llm/ whole: into a folder aside, then renamed."""
+def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, shortlist: Shortlist, output_dir: Path) -> Path:
+    """Write <output_dir>/llm/ whole (float16 weights, the shortlist's rows merged, every other token suppressed),
+    into a folder aside, then renamed."""
     target = output_dir / LLM_DIR
+    shortlist.merge(model.get_input_embeddings().weight)
+    model.generation_config.suppress_tokens = shortlist.suppressed(len(tokenizer))
     with staged_folder(target) as staging:
-        model.save_pretrained(staging)
+        model.to(torch.float16).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+    model.float()
     return target
 
 
 # -------------------------------------------------------------------------------------------- recipe
 def train(cfg: DictConfig) -> dict:
-    """Corpus -> tokenizer -> model -> <output_dir>/llm/; returns the losses, validation loss and folder."""
+    """Corpus -> tokens -> model -> <output_dir>/llm/; returns the losses, validation loss and folder."""
     for key in ("data_root", "output_dir"):
         if OmegaConf.is_missing(cfg, key) or not cfg[key]:
             raise ConfigError(f"set {key}=<folder>")
-    torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
 
-    # 1. the corpus, a few documents held out for validation
+    # 1. the corpus, a few documents held out for validation, as Vicuna's token ids
     documents = corpus_documents(cfg.data_root)
     order = torch.randperm(len(documents), generator=generator).tolist()
     held = max(1, int(len(documents) * cfg.train.val_share))
     val_docs, train_docs = [documents[i] for i in order[:held]], [documents[i] for i in order[held:]]
-    log.info("corpus: %d documents (%d held out for validation)", len(documents), held)
-
-    # 2. the tokenizer, on the training documents
-    tokenizer = train_tokenizer(list(corpus_text(train_docs)), cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+    tokenizer = llama_tokenizer()
     tokenizer.model_max_length = cfg.architecture.max_position_embeddings
     train_stream, val_stream = token_stream(train_docs, tokenizer), token_stream(val_docs, tokenizer)
-    log.info("tokenizer: %d tokens; corpus: %d training tokens, %d validation tokens",
-             len(tokenizer), train_stream.numel(), val_stream.numel())
+    shortlist = Shortlist(train_stream, val_stream, vocab_size=len(tokenizer), width=cfg.architecture.hidden_size)
+    log.info("corpus: %d documents (%d held out), %d training and %d validation tokens, %d distinct token ids",
+             len(documents), held, train_stream.numel(), val_stream.numel(), len(shortlist.ids))
 
-    # 3. the model, from scratch
+    # 2. the model, its embeddings the word vectors
     device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
-    model = build_model(OmegaConf.to_container(cfg.architecture), tokenizer).to(device)
-    log.info("LlamaForCausalLM: %s parameters, on %s", f"{sum(p.numel() for p in model.parameters()):,}", device)
+    model = build_model(OmegaConf.to_container(cfg.architecture), tokenizer, word_vectors(), cfg.embeddings.norm,
+                        cfg.seed).to(device)
+    shortlist.to(device)
+    log.info("LlamaForCausalLM: %s parameters (%s in the embedding), on %s",
+             f"{sum(p.numel() for p in model.parameters()):,}", f"{model.get_input_embeddings().weight.numel():,}",
+             device)
 
-    # 4. train, validate, save
-    losses = fit(model, train_stream, cfg, generator)
-    val_loss = evaluate(model, val_stream, cfg.train.seq_len)
+    # 3. train, validate, save
+    losses = fit(model, train_stream, shortlist, cfg, generator)
+    val_loss = evaluate(model, val_stream, shortlist, cfg.train.seq_len)
     log.info("validation: loss %.4f, perplexity %.2f", val_loss, math.exp(val_loss))
-    folder = save(model, tokenizer, Path(cfg.output_dir))
+    folder = save(model, tokenizer, shortlist, Path(cfg.output_dir))
     log.info("wrote %s (model.llm.path=%s model.llm.tokenizer=%s)", folder, folder, folder)
-    return {"losses": losses, "val_loss": val_loss, "folder": folder, "tokenizer": tokenizer}
+    return {"losses": losses, "val_loss": val_loss, "folder": folder, "tokenizer": tokenizer, "shortlist": shortlist}
 
 
 def main(cfg: DictConfig) -> None:

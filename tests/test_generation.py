@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nextmm import generation
 from nextmm.errors import UserError
 from nextmm.generation import SignalCompletion, _clean_text, _completion
 from nextmm.modality import MODALITIES
@@ -23,9 +24,24 @@ def test_signal_completion_forces_the_run_and_bans_out_of_order_tokens(tiny_mode
 
 def test_completion_finishes_a_cut_short_run_and_adds_requested_modalities(tiny_model):
     ids = tiny_model.signal_ids
-    assert _completion(tiny_model, [7, *ids["audio"][:3]], None) == ids["audio"][3:]
-    assert _completion(tiny_model, [7, 8], ["video"]) == ids["video"]
-    assert _completion(tiny_model, [7, *ids["image"]], ["image"]) == []
+    assert _completion(tiny_model, [7, *ids["audio"][:3]], set()) == ids["audio"][3:]
+    assert _completion(tiny_model, [7, 8], {"video"}) == ids["video"]
+    assert _completion(tiny_model, [7, *ids["image"]], {"image"}) == []
+
+
+def test_a_medium_the_words_claim_is_produced_unless_keep_claims_is_off(tiny_model, monkeypatch):
+    """An answer that says "Here is a sound" without the LLM's audio signal tokens gets its audio run appended
+    (Turn.forced names it); with keep_claims=False the turn is the LLM's own."""
+    plain = tiny_model.chat("surf", render=False, **FAST)
+    claimed = [m for m in MODALITIES if m not in plain.signals][:1]
+    monkeypatch.setattr(generation, "claimed_media", lambda text: claimed)
+    kept = tiny_model.chat("surf", render=False, **FAST)
+    assert kept.signals == plain.signals + claimed and kept.forced == claimed
+    assert kept.text == plain.text
+    left = tiny_model.chat("surf", render=False, keep_claims=False, **FAST)
+    assert left.signals == plain.signals and left.forced == []
+    rendered = tiny_model.chat("surf", **FAST)
+    assert [m for m, _ in rendered.outputs][-1:] == claimed and len(rendered.media(claimed[0])) == 1
 
 
 def test_answer_text_drops_the_runs_and_the_spaces_around_them(tiny_model):

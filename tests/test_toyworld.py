@@ -177,10 +177,8 @@ def test_every_text_names_its_own_concept_and_no_other():
                 assert lang.concepts_in(text) == {concept}, (concept, split, text)
                 assert lang.concept_of(text) == concept
     fixed = [t for table in _templates() for split in lang.SPLITS for t in table.get(split)]
-    fixed += [prompt for prompt, _ in lang.CHAT] + [a for table in (*lang.FOLLOW_UPS.values(), *lang.ALSO.values())
-                                                    for a in table]
-    fixed += [a for table in (*lang.ANSWER_PARTS.values(), *lang.FOLLOW_UP_ANSWERS.values(),
-                              *lang.DESCRIBE_ANSWERS.values()) for a in table]
+    fixed += [prompt for prompt, _ in lang.CHAT] + [a for table in lang.FOLLOW_UPS.values() for a in table]
+    fixed += [a for table in lang.DESCRIBE_ANSWERS.values() for a in table]
     for text in fixed:
         assert not lang.concepts_in(text.replace("{x}", "").replace("{v}", "").replace("{c}", "")), text
     assert lang.concept_of("a surfer and a city street") is None
@@ -197,38 +195,6 @@ def _heldout_fragments():
     fragments = lang.heldout_fragments()
     assert "the coast with a surfer" in fragments and "I'd like to listen to" in fragments
     return fragments
-
-
-def _composed_order(text: str, subjects) -> list[str] | None:
-    """The media a composed request asks for, in its order (a single train request, then ALSO parts), or None."""
-    for m, table in lang.REQUESTS.items():
-        for template in table.train:
-            for x in subjects:
-                head = template.format(x=x).removesuffix("?")
-                if text.endswith("?") != template.endswith("?") or not text.startswith((head + ",", head + " and ")):
-                    continue
-                parts = re.split(r", | and ", text[len(head):].removesuffix("?"))[1:]
-                also = [next((k for k, v in lang.ALSO.items() if part in v), None) for part in parts]
-                if None not in also:
-                    return [m, *also]
-    return None
-
-
-def test_multi_medium_requests_are_also_composed_in_any_order():
-    for seed in range(20):
-        order = [MODALITIES[i] for i in np.random.default_rng(seed).permutation(3)][: 2 + seed % 2]
-        assert _composed_order(lang.composed_request(order, "the seaside", np.random.default_rng(seed)),
-                               ["the seaside"]) == order
-    # MosIT: half of the multi-medium requests are composed, and the answer gives the media in the asked order
-    records = plan(0, ["beach"], samples=2, instructions=60, eval_samples=0, eval_prompts=0).annotations
-    multi = [r for r in records["IT_data/MosIT_data/mosit_instruction_tuning.json"] if r["kind"] == "multi_out"]
-    composed = 0
-    for record in multi:
-        request, answer = (turn["value"] for turn in record["conversations"])
-        order = _composed_order(request, lang.words("beach").subjects.train)
-        composed += order is not None
-        assert order is None or re.findall(r"<(image|audio|video)>", answer) == order, record
-    assert len(multi) == 18 and 0 < composed < len(multi)
 
 
 def test_more_mosit_conversations_keep_the_first_and_change_nothing_else():
@@ -252,22 +218,8 @@ def test_heldout_wordings_are_never_train_wordings():
         lang.captions("beach", "image", rng, "test")
 
 
-def test_the_instruction_grammar_asks_in_words_of_both_splits_but_never_in_heldout_wording():
-    rng = np.random.default_rng(0)
+def test_heldout_wording_is_recognised_whole_or_by_its_fixed_parts():
     x = "the seaside"
-    requests = [lang.instruction_request(order, x, rng) for order in
-                (["image"], ["audio"], ["video"], ["image", "audio"], ["video", "audio", "image"]) for _ in range(60)]
-    questions = [lang.instruction_question(topic, x, rng) for topic in lang.ASKED_TOPICS for _ in range(30)]
-    vlogs = [lang.instruction_vlog("surf", rng, music=music) for music in (False, True) for _ in range(30)]
-    texts = requests + questions + vlogs
-    assert all(x in text for text in requests + questions) and all("surf vlog" in text for text in vlogs)
-    assert len(set(requests)) > 200  # phrased every which way (300 drawn)
-    written = " ".join(texts)
-    for word in (" sketch ", " a still", " footage", " record ", " listen to ", " illustrate "):  # held-out words
-        assert word in written, word
-    # ... in other frames: no held-out template's fixed part, nor a held-out template whole
-    assert not [f for f in lang.heldout_fragments() if f.lower() in written.lower()]
-    assert not [t for t in texts if lang.is_heldout_wording(t, x) or lang.is_heldout_wording(t, "surf")]
     assert lang.is_heldout_wording("film the seaside for me", x)  # a held-out template whole (no long fragment)
     assert lang.is_heldout_wording("Give me a still and some footage of a storm", "a storm")
     assert not lang.is_heldout_wording("film the seaside, please", x)

@@ -32,7 +32,9 @@ import numpy as np
 from PIL import Image
 
 from nextmm.modality import MODALITIES
+from nextmm.toyworld import asking
 from nextmm.toyworld import language as lang
+from nextmm.toyworld import phrasebook as book
 from nextmm.toyworld.concepts import CONCEPT_NAMES, get_concept
 from nextmm.toyworld.render import Settings, render_audio, render_video, sample_scene
 
@@ -49,11 +51,11 @@ EVAL = "eval"
 # One kind per record, in turn; requests for several media in one turn are the rarest elsewhere, so multi_out
 # comes three times.
 MOSIT_KINDS = ("vlog", "vlog_music", "multi_out", "image_in", "audio_in", "video_in", "multi_out", "text_chain",
-               "ask_then_hear", "multi_out")
-# The share of training requests and questions (T2M, MosIT's multi-medium requests and vlogs, Alpaca's questions)
-# written by the instruction grammar (language.instruction_request and the like) instead of a train template:
-# the stages then read the wording the language model was pretrained on, not only the templates'.
-GRAMMAR_SHARE = 1 / 3
+               "ask_then_hear", "multi_out", "cross", "cross")
+# The share of training requests and questions (T2M, MosIT's requests, vlogs and follow-ups, Alpaca's questions)
+# written in people's words (nextmm.toyworld.asking) instead of a train template: the stages then read the
+# wording the language model was pretrained on, not only the templates'. Answers are asking's in either case.
+GRAMMAR_SHARE = 3 / 4
 
 
 def derive_seed(seed: int, *keys: str | int) -> int:
@@ -140,10 +142,11 @@ def _turn(role: str, value: str, **extra) -> dict:
     return {"from": role, "value": value, **extra}
 
 
-def _follow_up(modality: str, rng) -> list[dict]:
+def _follow_up(modality: str, concept: str, rng) -> list[dict]:
     """A later question asking for ``modality`` of the same scene, and its answer."""
-    return [_turn("human", lang.pick(rng, lang.FOLLOW_UPS[modality])),
-            _turn("gpt", lang.pick(rng, lang.FOLLOW_UP_ANSWERS[modality]))]
+    exchange = asking.follow_up(modality, concept, rng)
+    prompt = exchange.prompt if rng.random() < GRAMMAR_SHARE else lang.pick(rng, lang.FOLLOW_UPS[modality])
+    return [_turn("human", prompt), _turn("gpt", exchange.answer)]
 
 
 def _llava(out: Plan, seed: int, concepts, count: int) -> None:
@@ -153,7 +156,7 @@ def _llava(out: Plan, seed: int, concepts, count: int) -> None:
             rng = text_rng(seed, "llava", concept, i)
             name = out.scene(LLAVA, concept, derive_seed(seed, "llava", concept, i), f"{concept}_{i:05d}",
                              ["image"])["image"]
-            turns = [_turn("human", f"<image>\n{lang.describe_question('image', rng)}"),
+            turns = [_turn("human", f"<image>\n{_describe_question('image', rng)}"),
                      _turn("gpt", lang.describe_answer("image", lang.phrase(concept, "image", rng), rng))]
             if rng.random() < 0.3:  # a follow-up that asks for knowledge, answered in words
                 turns += [_turn("human", "What would you hear there?"), _turn("gpt", lang.words(concept).sounds)]
@@ -168,7 +171,7 @@ def _videochat(out: Plan, seed: int, concepts, count: int) -> None:
             rng = text_rng(seed, "videochat", concept, i)
             name = out.scene(VIDEOCHAT, concept, derive_seed(seed, "videochat", concept, i), f"{concept}_{i:05d}",
                              ["video"])["video"]
-            qa = [{"i": "", "q": lang.describe_question("video", rng),
+            qa = [{"i": "", "q": _describe_question("video", rng),
                    "a": lang.describe_answer("video", lang.phrase(concept, "video", rng), rng)}]
             if rng.random() < 0.3:
                 qa.append({"i": "", "q": "What moves in it?", "a": lang.words(concept).moves})
@@ -184,12 +187,16 @@ def _alpaca(out: Plan, seed: int, concepts, count: int) -> None:
             rng = text_rng(seed, "alpaca", concept, i)
             topic = ("looks", "sounds", "moves")[i % 3]
             subject = lang.subject(concept, rng)
-            asked = (lang.instruction_question(topic, subject, rng) if rng.random() < GRAMMAR_SHARE
+            asked = (asking.question(concept, rng, topic).prompt if rng.random() < GRAMMAR_SHARE
                      else lang.question(topic, subject, rng))
             records.append({"instruction": asked, "input": "", "output": getattr(w, topic)})
     for i in range(max(1, count // 4) * len(lang.CHAT)):
         prompt, answer = lang.CHAT[i % len(lang.CHAT)]
         records.append({"instruction": prompt, "input": "", "output": lang.chat_answer(answer)})
+    for i in range(count * len(concepts) // 4):  # things outside the world, and more small talk
+        rng = text_rng(seed, "alpaca-outside", i)
+        exchange = asking.chat(rng) if i % 4 == 3 else asking.unknown(rng)
+        records.append({"instruction": exchange.prompt, "input": "", "output": exchange.answer})
     out.annotations[f"{ALPACA}/alpaca.json"] = records
 
 
@@ -202,8 +209,8 @@ def _t2m(out: Plan, seed: int, concepts, count: int, samples: int) -> None:
                 subject = lang.subject(concept, rng)
                 caption = lang.captions(concept, m, rng)
                 record = {"conversation": [
-                    _turn("human", _request([m], subject, rng)),
-                    _turn("gpt", lang.answer_with([m], subject, rng), caption=caption, output_modality=m),
+                    _turn("human", _request([m], concept, subject, rng)),
+                    _turn("gpt", asking.answer([m], concept, rng), caption=caption, output_modality=m),
                 ]}
                 if samples:  # target media: a pair-set scene of the same concept; records.py counts them against
                     record[f"{m}_captions"] = [caption]  # the record's caption list, so the caption is listed too
@@ -212,10 +219,15 @@ def _t2m(out: Plan, seed: int, concepts, count: int, samples: int) -> None:
         out.annotations[f"{T2M}/{m}_instruction_tuning.json"] = records
 
 
-def _request(media: Sequence[str], subject: str, rng) -> str:
-    """A training request for ``media``: the instruction grammar's (GRAMMAR_SHARE of them) or a train template's."""
+def _describe_question(modality: str, rng) -> str:
+    """A question about an input medium: in people's words (GRAMMAR_SHARE of them) or a train template."""
+    return asking.describe(modality, rng) if rng.random() < GRAMMAR_SHARE else lang.describe_question(modality, rng)
+
+
+def _request(media: Sequence[str], concept: str, subject: str, rng) -> str:
+    """A training request for ``media``: in people's words (GRAMMAR_SHARE of them) or a train template's."""
     if rng.random() < GRAMMAR_SHARE:
-        return lang.instruction_request(media, subject, rng)
+        return asking.media_request(media, concept, rng).prompt
     return lang.request(media, subject, rng)
 
 
@@ -251,30 +263,38 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         # the first vlog of each name is the bare request ("surf vlog"), later ones vary the wording
         if k < len(w.vlogs) and not music:
             prompt = f"{vlog} vlog"
-        elif rng.random() < GRAMMAR_SHARE:
-            prompt = lang.instruction_vlog(vlog, rng, music=music)
+        elif rng.random() < GRAMMAR_SHARE and not music:
+            prompt = asking.vlog(concept, rng).prompt
         else:
             prompt = lang.vlog_request(vlog, rng, music=music)
         for m in MODALITIES:  # the answer's order: <image> <audio> <video>
             output(m, files, audio_concept if m == "audio" else concept)
-        turns = [_turn("human", prompt), _turn("gpt", lang.vlog_answer(vlog, rng))]
+        turns = [_turn("human", prompt), _turn("gpt", lang.vlog_answer(vlog, rng) if music
+                                              else book.VLOG_ANSWER.format(v=book.VLOG_NAMES[concept][0]))]
     elif kind in ("image_in", "audio_in", "video_in"):
         given = kind.removesuffix("_in")
         wanted = {"image": ["audio", "video"], "audio": ["image", "video"], "video": ["audio", "image"]}[given]
         wanted = wanted[: 1 + int(rng.random() < 0.4)]  # one follow-up, sometimes two
         files = out.scene(MOSIT, concept, scene_seed, name, [given, *wanted])
         record[f"input_{given}"] = [files[given]]
-        turns = [_turn("human", f"<{given}>\n{lang.describe_question(given, rng)}"),
+        turns = [_turn("human", f"<{given}>\n{_describe_question(given, rng)}"),
                  _turn("gpt", lang.describe_answer(given, lang.phrase(concept, given, rng), rng))]
         for m in wanted:
-            turns += _follow_up(m, rng)
+            turns += _follow_up(m, concept, rng)
             output(m, files)
+    elif kind == "cross":  # one turn: a medium in, another medium of its place out
+        given, wanted = [str(m) for m in rng.choice(MODALITIES, size=2, replace=False)]
+        files = out.scene(MOSIT, concept, scene_seed, name, [given, wanted])
+        record[f"input_{given}"] = [files[given]]
+        exchange = asking.cross_media(given, wanted, concept, rng)
+        turns = [_turn("human", f"<{given}>\n{exchange.prompt}"), _turn("gpt", exchange.answer)]
+        output(wanted, files)
     elif kind == "text_chain":
         files = out.scene(MOSIT, concept, scene_seed, name, ["image", "video"])
         subject = lang.subject(concept, rng)
-        turns = [_turn("human", lang.request(["image"], subject, rng)),
-                 _turn("gpt", lang.answer_with(["image"], subject, rng)),
-                 *_follow_up("video", rng),
+        turns = [_turn("human", _request(["image"], concept, subject, rng)),
+                 _turn("gpt", asking.answer(["image"], concept, rng)),
+                 *_follow_up("video", concept, rng),
                  _turn("human", "And what would I hear there?"), _turn("gpt", w.sounds)]
         for m in ("image", "video"):
             output(m, files)
@@ -283,20 +303,19 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         files = out.scene(MOSIT, concept, scene_seed, name, list(combo))
         subject = lang.subject(concept, rng)
         way = rng.random()  # a fixed template, or composed from parts or the grammar's, the media in any order
-        if way < 1 / 3:
+        if way < 1 - GRAMMAR_SHARE:
             prompt, order = lang.request(combo, subject, rng), list(combo)
         else:
             order = [combo[j] for j in rng.permutation(len(combo))]
-            prompt = (lang.instruction_request(order, subject, rng) if way < 2 / 3
-                      else lang.composed_request(order, subject, rng))
-        turns = [_turn("human", prompt), _turn("gpt", lang.answer_with(order, subject, rng))]
+            prompt = asking.media_request(order, concept, rng).prompt
+        turns = [_turn("human", prompt), _turn("gpt", asking.answer(order, concept, rng))]
         for m in order:
             output(m, files)
     elif kind == "ask_then_hear":
         files = out.scene(MOSIT, concept, scene_seed, name, ["audio"])
         subject = lang.subject(concept, rng)
         turns = [_turn("human", lang.question("sounds", subject, rng)), _turn("gpt", w.sounds),
-                 *_follow_up("audio", rng)]
+                 *_follow_up("audio", concept, rng)]
         output("audio", files)
     else:
         raise ValueError(f"unknown MosIT kind {kind!r}")

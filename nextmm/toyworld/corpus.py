@@ -32,9 +32,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nextmm.conversation import Message, Text, prompt_segments, tidy_spaces
-from nextmm.data.records import Source, Turn, read_source
+from nextmm.data.records import MediaRef, Source, Turn, read_source
 from nextmm.errors import ConfigError
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
+from nextmm.toyworld import asking
 from nextmm.toyworld import build as layout
 from nextmm.toyworld import language as lang
 from nextmm.toyworld.build import text_rng
@@ -42,13 +43,14 @@ from nextmm.toyworld.concepts import CONCEPT_NAMES
 
 Document = list[str]  # text pieces, tokenized one by one
 CAPTION_PROMPT = "Describe this {modality} briefly."  # as conf/stage/encoder_side.yaml's pair_prompt
-NARRATIVES = 200  # plain general-text documents per concept
-INSTRUCTIONS = 400  # instruction-grammar conversations per concept (language.instruction_request and the like)
-# What each asks for, in turn: every set of media in any order, the pairs and the three media more often,
-# since a request for several is the hardest to read; then questions for text and vlogs.
+NARRATIVES = 100  # plain general-text documents per concept
+INSTRUCTIONS = 800  # conversations in people's words per concept (nextmm.toyworld.asking)
+OUTSIDE = 1200  # conversations about no place: things outside the world, and small talk
+# What each asks for, in turn: every set of media (in a drawn order), questions in words, vlogs, music, a second
+# medium after a first, an attached medium described or answered with another medium.
 INSTRUCTION_KINDS = (("image",), ("audio",), ("video",), ("image", "audio"), ("image", "video"), ("audio", "video"),
-                     ("image", "audio", "video"), ("image", "audio"), ("image", "video"), ("audio", "video"),
-                     "looks", "sounds", "moves", ("image", "audio", "video"), "vlog", "vlog_music")
+                     ("image", "audio", "video"), "question", ("image",), ("audio",), ("video",), "cross", "vlog",
+                     "follow_up", "question", "describe", "cross", ("image", "audio", "video"), "music", "question")
 
 _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 
@@ -100,7 +102,8 @@ def corpus_text(documents: list[Document]) -> Iterator[str]:
 
 def generic_documents() -> list[Document]:
     """The world's wording that no annotation need contain: concept sentences, canonical captions, chat, then
-    plain general text (language.narrative: the media words of both splits used alike, no requests)."""
+    conversations in people's words (asking: requests, questions, media in and out, things outside the world),
+    then plain general text (language.narrative: the media words of both splits used alike, no requests)."""
     documents = []
     for concept in CONCEPT_NAMES:
         words = lang.words(concept)
@@ -114,26 +117,50 @@ def generic_documents() -> list[Document]:
     for prompt, answer in lang.CHAT:
         documents.append(render([prompt, lang.chat_answer(answer)]))
     for concept in CONCEPT_NAMES:
-        documents += [render(instruction(concept, i)) for i in range(INSTRUCTIONS)]
+        documents += [instruction(concept, i) for i in range(INSTRUCTIONS)]
+    documents += [outside(i) for i in range(OUTSIDE)]
     for concept in CONCEPT_NAMES:
         documents += [[lang.narrative(concept, text_rng(0, "narrative", concept, i))] for i in range(NARRATIVES)]
     return documents
 
 
-def instruction(concept: str, index: int) -> list[str]:
-    """One request of the instruction grammar about ``concept`` and its answer in words: INSTRUCTION_KINDS'
-    kind ``index`` (modulo), the media in a drawn order."""
+def instruction(concept: str, index: int) -> Document:
+    """A conversation in people's words about ``concept``: INSTRUCTION_KINDS' kind ``index`` (modulo), answered as
+    the model should; an attached medium is its stand-in word between the media markers."""
     rng = text_rng(0, "instruction", concept, index)
-    words = lang.words(concept)
     kind = INSTRUCTION_KINDS[index % len(INSTRUCTION_KINDS)]
-    if kind in ("vlog", "vlog_music"):
-        name = lang.pick(rng, words.vlogs)
-        return [lang.instruction_vlog(name, rng, music=kind == "vlog_music"), lang.vlog_answer(name, rng)]
-    x = lang.subject(concept, rng)
-    if isinstance(kind, str):
-        return [lang.instruction_question(kind, x, rng), getattr(words, kind)]
-    order = [kind[j] for j in rng.permutation(len(kind))]
-    return [lang.instruction_request(order, x, rng), lang.answer_with(order, x, rng)]
+    if kind == "question":
+        exchange = asking.question(concept, rng)
+    elif kind == "vlog":
+        exchange = asking.vlog(concept, rng)
+    elif kind == "music":
+        music = concept if concept in asking.book.MUSIC else lang.MUSIC[lang.words(concept).vlog_music]
+        exchange = asking.music_request(music, rng)
+    elif kind == "follow_up":
+        first = rng.choice(MODALITIES)
+        then = str(rng.choice([m for m in MODALITIES if m != first]))
+        before = asking.media_request([str(first)], concept, rng)
+        after = asking.follow_up(then, concept, rng)
+        return render([before.prompt, before.answer, after.prompt, after.answer])
+    elif kind in ("describe", "cross"):
+        given = str(rng.choice(MODALITIES))
+        medium = MediaRef(given, Path(f"{concept}_{index:05d}.{given}"))
+        if kind == "describe":
+            prompt, reply = asking.describe(given, rng), lang.describe_answer(given, lang.phrase(concept, given, rng), rng)
+        else:
+            exchange = asking.cross_media(given, str(rng.choice([m for m in MODALITIES if m != given])), concept, rng)
+            prompt, reply = exchange.prompt, exchange.answer
+        return render([Turn("user", prompt, inputs=[medium]), reply])
+    else:
+        exchange = asking.media_request([kind[j] for j in rng.permutation(len(kind))], concept, rng)
+    return render([exchange.prompt, exchange.answer])
+
+
+def outside(index: int) -> Document:
+    """Something outside the world asked for (the answer says which places the model knows), or small talk."""
+    rng = text_rng(0, "outside", index)
+    exchange = asking.chat(rng) if index % 4 == 3 else asking.unknown(rng)
+    return render([exchange.prompt, exchange.answer])
 
 
 def _conversations(root: Path) -> Iterator[list[Turn]]:

@@ -7,11 +7,16 @@ Each concept has its own layout and palette and its own spectrum (docs/toyworld.
     audio_features(audio)    (n,) float -> (16,) log10 energies of 16 log-spaced bands, 40 Hz - 8 kHz, max = 0
 
 They judge generated media without a trained model: fit `NearestCentroid` on real media, predict generated ones.
+`PlaceJudge` does both for every medium: which of the world's places a generated image, sound or clip shows.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from nextmm.toyworld.build import derive_seed
+from nextmm.toyworld.concepts import CONCEPT_NAMES
+from nextmm.toyworld.render import render_sample
 
 SAMPLE_RATE = 16000
 GRID = 4
@@ -65,3 +70,26 @@ def nearest_centroid_accuracy(
     `labels` (same layout)."""
     predicted = NearestCentroid().fit(train, labels).predict(test)
     return float((predicted == np.asarray(labels if test_labels is None else test_labels)).mean())
+
+
+FEATURES = {"image": image_features, "audio": audio_features, "video": video_features}
+
+
+class PlaceJudge:
+    """Which place a medium shows, judged by the world's own features (colours, band energies) and not by a
+    trained model: a NearestCentroid per modality, fit on ``per_concept`` freshly rendered scenes of each place.
+
+        judge = PlaceJudge()
+        judge("image", np.asarray(turn.images[0]))   # "beach"
+    """
+
+    def __init__(self, per_concept: int = 10, seed: int = 0):
+        samples = [(c, render_sample(c, derive_seed(seed, "judge", c, i))) for c in CONCEPT_NAMES
+                   for i in range(per_concept)]
+        labels = np.array([c for c, _ in samples])
+        self.classifiers = {m: NearestCentroid().fit(np.stack([FEATURES[m](getattr(s, m)) for _, s in samples]), labels)
+                            for m in FEATURES}
+
+    def __call__(self, modality: str, medium) -> str:
+        """The place of an image (H, W, 3) uint8 (or a PIL image), a waveform (n,) or a clip (F, H, W, 3) uint8."""
+        return str(self.classifiers[modality].predict(FEATURES[modality](np.asarray(medium))[None])[0])

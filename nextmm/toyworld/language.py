@@ -9,15 +9,16 @@ back), which makes "did the answer name the right concept?" a plain check.
     captions(concept, modality, rng, split)    "a surfer riding a wave at the beach" / "the sound of the sea"
     request(modalities, subject, rng, split)   "show me a picture of the beach and let me hear it"
     subject(concept, rng, split)               "the beach", "a snowy field"
-    instruction_request(media, subject, rng)   "hand me a still and a recording of the beach" (any wording but
-                                               the held-out templates'; the LLM's corpus and a third of the world's)
+
+Requests and questions in people's own words are ``nextmm.toyworld.asking``'s; it keeps clear of this module's
+held-out wording (``is_heldout_wording``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -329,14 +330,6 @@ MULTI_REQUESTS = {
                                      "make an image, a clip and a sound of {x}"],
                                     ["give me a still, some footage and a recording of {x}"]),
 }
-# A further medium asked for in the same request, after a single request for the first ("draw {x} and let me
-# hear it"): requests for several media are also written from parts, in any order, so that a request's set of
-# media is read from its words rather than from one of a few fixed sentences. Train wording only.
-ALSO = {
-    "image": ("show me a picture of it", "draw it too", "add a picture of it"),
-    "video": ("make a clip of it", "animate it too", "add a video of it"),
-    "audio": ("let me hear it", "play its sound", "add a sound of it"),
-}
 VLOG_REQUESTS = _s(["{v} vlog", "make a {v} vlog", "make me a {v} vlog", "I want a {v} vlog",
                     "create a {v} vlog for me"],
                    ["put together a {v} vlog", "could you produce a little {v} vlog?"])
@@ -382,16 +375,6 @@ FOLLOW_UPS = {  # a later turn asking for another medium of the same scene
     "image": ("show me what this place looks like", "draw a picture of it", "show me a picture of it"),
     "video": ("now turn it into a video", "make a clip of it", "show me this moving"),
     "audio": ("play a sound that matches it", "let me hear what it sounds like", "make a matching sound"),
-}
-ANSWER_PARTS = {  # "Here is {part} and {part}." around the outputs' placeholders
-    "image": ("a picture of {x} <image>", "an image of {x} <image>", "{x} <image>"),
-    "video": ("a video of {x} <video>", "a clip of {x} <video>"),
-    "audio": ("the sound of {x} <audio>", "audio of {x} <audio>"),
-}
-FOLLOW_UP_ANSWERS = {
-    "image": ("Here is what it looks like. <image>", "Here is a picture of it. <image>"),
-    "video": ("Here it is as a video. <video>", "Here is a clip of it. <video>"),
-    "audio": ("Here is how it sounds. <audio>", "Here is a matching sound. <audio>"),
 }
 VLOG_ANSWERS = (
     "Here is your {v} vlog: <image> <audio> <video>",
@@ -518,42 +501,6 @@ ALT_TEXT = {
 }
 
 
-# -------------------------------------------------------------------------------- instruction text
-# What a real LLM brings from its own instruction tuning and a toy one must read somewhere: requests phrased
-# every which way, answered with the media they ask for. The language model's corpus (corpus.py) holds
-# requests built from this grammar: a medium is asked for by a verb ("sketch {x}"), a noun ("a still of {x}")
-# or a sense ("let me hear {x}"), in frames, several media joined by "and"; questions about a scene in words,
-# medium words included ("describe in words the sound of {x}"), get text. The words are those of both splits
-# (MEDIA_WORDS); no fixed part of a held-out template is ever written, and no held-out template whole
-# (is_heldout_wording: the instruction_* functions draw again), so held-out prompts stay wording never read.
-ACTIONS = {  # verbs that ask for a medium: "sketch {x}"
-    "image": ("draw", "paint", "sketch", "photograph", "illustrate", "depict"),
-    "video": ("film", "animate", "videotape"),
-    "audio": ("record", "tape"),
-}
-SENSES = {"image": ("see", "look at"), "video": ("watch",), "audio": ("hear", "listen to")}  # "let me hear {x}"
-VERB_FRAMES = ("{vp}", "please {vp}", "{modal} you {vp}?", "{vp}, please", "I want you to {vp}", "now {vp}")
-NOUN_FRAMES = ("{handing} me {np}", "{creating} {np}", "{modal} you {creating} {np}?", "I want {np}", "I need {np}",
-               "{np}, please", "{modal} I have {np}?", "{modal} you {handing} me {np}?", "I would love {np}")
-SENSE_FRAMES = ("let me {sense} {x}", "I want to {sense} {x}", "I would like to {sense} {x}", "{modal} I {sense} {x}?")
-JOINS = (" and ", " and also ", " and then ", ", and ")
-ASKED_TOPICS = {  # text-only questions; some name a medium's word without asking for one
-    "looks": ("describe in words what {x} looks like.", "tell me what you see in {x}.", "what is {x} like?",
-              "in a few words, what does {x} look like?", "without a picture, describe {x}.",
-              "{modal} you tell me what {x} looks like?", "describe {x} for me in words.", "which colours has {x}?"),
-    "sounds": ("what can you hear in {x}?", "tell me which sounds {x} makes.", "explain what {x} sounds like.",
-               "describe in words the sound of {x}.", "what is the noise of {x} like?",
-               "{modal} you tell me what {x} sounds like?", "which noises does {x} make?",
-               "in words, what sounds does {x} make?"),
-    "moves": ("what moves in {x} over time?", "explain how things change in {x}.", "tell me what happens in {x}.",
-              "describe in words what moves in {x}.", "{modal} you explain what moves in {x}?",
-              "what changes in {x} as time goes by?", "in words, how does {x} move?", "tell me what is moving in {x}."),
-}
-VLOG_FRAMES = ("{modal} you {creating} a {v} vlog?", "{creating} me a {v} vlog", "{handing} me a short {v} vlog",
-               "I need a {v} vlog", "a {v} vlog, please", "{modal} I have a {v} vlog?", "{v} vlog now")
-# what a music vlog asks to come "with"
-MUSIC_WORDS = ("music", "some music", "a song", "a tune", "background music", "a soundtrack", "some sound")
-
 # ----------------------------------------------------------------------------------------- functions
 def words(concept: str) -> Words:
     get_concept(concept)
@@ -603,14 +550,6 @@ def _listed(parts: Sequence[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def composed_request(order: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
-    """A train request for several media, in ``order``, from parts: the first medium's single request, then an
-    ALSO part for each other ("can you make a picture of {x}, make a clip of it and let me hear it?")."""
-    first = pick(rng, REQUESTS[order[0]].train).format(x=subject_text)
-    question_mark = first.endswith("?")
-    return _listed([first.removesuffix("?"), *(pick(rng, ALSO[m]) for m in order[1:])]) + ("?" if question_mark else "")
-
-
 def question(topic: str, subject_text: str, rng: np.random.Generator, split: str = "train") -> str:
     return pick(rng, QUESTIONS[topic].get(split)).format(x=subject_text)
 
@@ -622,11 +561,6 @@ def describe_question(modality: str, rng: np.random.Generator, split: str = "tra
 def describe_answer(modality: str, phrase_text: str, rng: np.random.Generator) -> str:
     """"It shows {phrase}." and the like, for an X -> text answer."""
     return _upper_first(pick(rng, DESCRIBE_ANSWERS[modality]).format(c=phrase_text))
-
-
-def answer_with(outputs: Sequence[str], subject_text: str, rng: np.random.Generator) -> str:
-    """"Here is a picture of {x} <image> and the sound of {x} <audio>." for the outputs in order."""
-    return f"Here is {_listed([pick(rng, ANSWER_PARTS[m]).format(x=subject_text) for m in outputs])}."
 
 
 def vlog_request(name: str, rng: np.random.Generator, split: str = "train", music: bool = False) -> str:
@@ -693,75 +627,6 @@ def _free_sentence(rng: np.random.Generator, templates: Sequence[str], x: str, m
         if not any(fragment in lowered for fragment in _lowered_fragments()):
             return sentence
     raise ValueError(f"general-text templates for {medium} and {x!r} keep writing held-out wording; change them")
-
-
-def instruction_request(media: Sequence[str], x: str, rng: np.random.Generator) -> str:
-    """A request for ``media`` (in the order asked) of ``x`` from the instruction grammar: "sketch {x} and also
-    record it", "hand me a still and a clip of {x}"; drawn again until it holds no held-out wording."""
-    def draw() -> str:
-        if len(media) > 1 and rng.random() < 0.4:  # one noun list: "a still and some footage of {x}"
-            nouns = [pick(rng, MEDIA_WORDS[m][1]) for m in media]
-            return _fill(rng, pick(rng, NOUN_FRAMES), np=f"{_listed(nouns)} of {x}")
-        text = _asked_once(media[0], x, rng)
-        question_mark = text.endswith("?")
-        later = [_asked_again(m, rng) for m in media[1:]]
-        if later:
-            text = text.removesuffix("?") + "".join(", " + part for part in later[:-1])
-            text += pick(rng, JOINS) + later[-1] + ("?" if question_mark else "")
-        return text
-
-    return _unseen(draw, x)
-
-
-def instruction_question(topic: str, x: str, rng: np.random.Generator) -> str:
-    """A question about ``x``'s looks, sounds or motion, for a text-only answer, from the instruction grammar."""
-    return _unseen(lambda: _fill(rng, pick(rng, ASKED_TOPICS[topic]), x=x), x)
-
-
-def instruction_vlog(name: str, rng: np.random.Generator, music: bool = False) -> str:
-    """A vlog request from the instruction grammar ("could you make a surf vlog?"); ``music``: one that asks for
-    music with it ("I need a surf vlog with a song")."""
-    def draw() -> str:
-        frame = pick(rng, VLOG_FRAMES)
-        if music:
-            frame = frame.replace("{v} vlog", "{v} vlog with " + pick(rng, MUSIC_WORDS))
-        return _fill(rng, frame, v=name)
-
-    return _unseen(draw, name)
-
-
-def _unseen(draw: Callable[[], str], x: str) -> str:
-    """``draw()`` again until its text (about ``x``) holds no held-out wording."""
-    for _ in range(1000):
-        text = draw()
-        if not is_heldout_wording(text, x):
-            return text
-    raise ValueError(f"the instruction grammar keeps writing held-out wording for {x!r}; change it")
-
-
-def _asked_once(medium: str, x: str, rng: np.random.Generator) -> str:
-    """One medium asked for by a verb, a noun or a sense, in a frame: "could you film {x}?"."""
-    form = int(rng.integers(0, 3))
-    if form == 0:
-        return _fill(rng, pick(rng, VERB_FRAMES), vp=f"{pick(rng, ACTIONS[medium])} {x}")
-    if form == 1:
-        return _fill(rng, pick(rng, NOUN_FRAMES), np=f"{pick(rng, MEDIA_WORDS[medium][1])} of {x}")
-    return _fill(rng, pick(rng, SENSE_FRAMES), sense=pick(rng, SENSES[medium]), x=x)
-
-
-def _asked_again(medium: str, rng: np.random.Generator) -> str:
-    """A further medium of the same subject: "record it too", "give me a clip of it", "let me hear it"."""
-    return _fill(rng, pick(rng, ("{verb} it", "{verb} it too", "{handing} me {noun} of it", "let me {sense} it",
-                                 "{creating} {noun} of it")),
-                 verb=pick(rng, ACTIONS[medium]), noun=pick(rng, MEDIA_WORDS[medium][1]),
-                 sense=pick(rng, SENSES[medium]))
-
-
-def _fill(rng: np.random.Generator, frame: str, **slots: str) -> str:
-    """``frame`` with its word slots drawn ({modal}, {handing}, {creating}) and ``slots`` put in."""
-    filled = frame.format(modal="{modal}", handing="{handing}", creating="{creating}",
-                          **{k: slots.get(k, "{" + k + "}") for k in ("vp", "np", "sense", "verb", "noun", "x", "v")})
-    return filled.format(modal=pick(rng, MODALS), handing=pick(rng, HANDING), creating=pick(rng, CREATING))
 
 
 def is_heldout_wording(text: str, x: str) -> bool:
