@@ -185,8 +185,8 @@ def passed(section: str, scores: Mapping[str, float]) -> bool:
     accuracy, every text -> X modality by the encoder, and each of the people section's targeted scores (the
     share of claimed-but-missing media at most its target, the others at least theirs)."""
     if section == "people":
-        return all(scores[key] <= target if key == "claims_missing" else scores[key] >= target
-                   for key, target in TARGETS["people"].items())
+        return all(scores[key] is not None and (scores[key] <= target if key == "claims_missing" else
+                                                scores[key] >= target) for key, target in TARGETS["people"].items())
     if section in ("captioning", "modality_switch"):
         scores = {"overall": scores["overall"]}
     if section == "text_to_x":
@@ -338,11 +338,11 @@ def _people_row(record: dict, turn, judge: PlaceJudge) -> dict[str, bool]:
     }
 
 
-def people_scores(rows: Sequence[tuple[dict, dict[str, bool]]]) -> dict[str, float]:
+def people_scores(rows: Sequence[tuple[dict, dict[str, bool]]]) -> dict[str, float | None]:
     """The people section's scores from each (record, row of _people_row)."""
-    def share(values: Iterable[bool]) -> float:
+    def share(values: Iterable[bool]) -> float | None:
         values = list(values)
-        return sum(values) / len(values) if values else float("nan")
+        return sum(values) / len(values) if values else None  # None: nothing of the kind was measured
 
     right = {"request": "placed", "x_to_y": "placed", "vlog": "placed", "followup": "placed",
              "describe": "names_place", "question": "names_place", "unknown": "names_places", "chat": "media"}
@@ -405,10 +405,10 @@ def evaluate(model, eval_set: EvalSet, *, sections: Sequence[str] = SECTIONS, li
         start = time.perf_counter()
         scores = run[section]()
         timings[section] = round(time.perf_counter() - start, 2)
-        result[section] = {k: round(v, 4) for k, v in scores.items()}
+        result[section] = {k: None if v is None else round(v, 4) for k, v in scores.items()}
         met[section] = passed(section, scores)
         log.info("%s (%d items, %.0f s): %s", section, len(items[section]), timings[section],
-                 " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                 " ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None))
     result["targets"] = {s: TARGETS[s] for s in sections}
     result["passed"] = met
     result["items"] = {s: len(items[s]) for s in sections}

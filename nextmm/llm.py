@@ -58,7 +58,8 @@ def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTraine
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:
         tokenizer = character_tokenizer(cfg.get("architecture", {}).get("vocab_size"))
-    missing = [token for token in added_tokens(signal_counts) if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in added_tokens(signal_counts) if token not in vocab]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     if tokenizer.pad_token is None:

@@ -38,30 +38,51 @@ def alignment_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str = "l
     raise ValueError(f"unknown alignment loss {kind!r}: use 'l2' or 'mse'")
 
 
-def answer_nll(llm: nn.Module, embedded, suppressed: Sequence[int] | None = None, *, output_hidden_states: bool = False):
+def emitted_tokens(llm: nn.Module) -> torch.Tensor | None:
+    """The ids the LLM may emit, (A,): every id but its generation config's ``suppress_tokens`` (a toy LLM's tokens
+    outside its training text); None when it suppresses none."""
+    suppressed = llm.generation_config.suppress_tokens
+    if not suppressed:
+        return None
+    keep = torch.ones(llm.get_input_embeddings().weight.shape[0], dtype=torch.bool)
+    keep[torch.as_tensor(list(suppressed))] = False
+    return keep.nonzero().flatten()
+
+
+def answer_nll(llm: nn.Module, embedded, vocabulary: torch.Tensor | None = None, *,
+               output_hidden_states: bool = False):
     """Mean next-token NLL of the labelled tokens of an EmbeddedBatch; returns (loss, the LLM's output).
 
-    The LM head runs only where a label follows (answers are a small part of a conversation, and a 32000-token
-    head is most of a small LLM's cost). Tokens the LLM's generation config suppresses (``suppress_tokens``: a
-    toy LLM's tokens outside its training text) are no candidates, as in generation; an answer that holds one
-    is an error.
+    The LM head runs only where a label follows: answers are a small part of a conversation, and a 32000-token
+    head is most of a small LLM's cost. With a ``vocabulary`` (emitted_tokens) the softmax is over those tokens
+    alone, as generation samples them, and with tied embeddings only their rows are multiplied; an answer token
+    outside it is an error.
     """
     targets = embedded.labels[:, 1:]  # (B, T-1)
     positions = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()  # (K,) positions before some label
+    tied = vocabulary is not None and llm.config.tie_word_embeddings
     out = llm(inputs_embeds=embedded.inputs_embeds, attention_mask=embedded.attention_mask,
-              output_hidden_states=output_hidden_states, logits_to_keep=positions if len(positions) else 1)
-    logits = out.logits.float()  # (B, K, V)
+              output_hidden_states=output_hidden_states or tied,
+              logits_to_keep=1 if tied or not len(positions) else positions)
     if not len(positions):
-        return logits.sum() * 0.0, out
+        return out.logits.sum() * 0.0, out
     targets = targets[:, positions]  # (B, K)
-    if suppressed:
-        banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-        banned[torch.as_tensor(list(suppressed), device=logits.device)] = True
-        hit = targets[(targets != IGNORE_INDEX)]
-        if banned[hit].any():
-            raise ValueError(f"answer tokens {sorted(set(hit[banned[hit]].tolist()))[:10]} are among the LLM's "
-                             "suppress_tokens (generation_config.json): it was never trained to emit them")
-        logits = logits.masked_fill(banned, -float("inf"))
+    if vocabulary is None:
+        logits = out.logits.float()  # (B, K, V)
+    else:
+        vocabulary = vocabulary.to(targets.device)
+        place = torch.full((llm.get_input_embeddings().weight.shape[0],), -1, device=targets.device)
+        place[vocabulary] = torch.arange(len(vocabulary), device=targets.device)
+        asked = targets[targets != IGNORE_INDEX]
+        if (place[asked] < 0).any():
+            raise ValueError(f"answer tokens {sorted(set(asked[place[asked] < 0].tolist()))[:10]} are among the "
+                             "LLM's suppress_tokens (generation_config.json): it was never trained to emit them")
+        if tied:  # the head's rows of these tokens are their input rows (trained token rows included)
+            rows = llm.get_input_embeddings()(vocabulary)  # (A, H)
+            logits = out.hidden_states[-1][:, positions].float() @ rows.float().T  # (B, K, A)
+        else:
+            logits = out.logits.float()[..., vocabulary]
+        targets = torch.where(targets == IGNORE_INDEX, IGNORE_INDEX, place[targets.clamp(min=0)])
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX), out
 
 
@@ -142,6 +163,7 @@ class StageLoss(nn.Module):
         self.alignment_weight, self.alignment = alignment_weight, alignment
         self.denoising_weight, self.snr_gamma = denoising_weight, snr_gamma
         alignment_loss(torch.zeros(1), torch.zeros(1), alignment)  # fail on a bad name now, not at step 1
+        self.vocabulary = emitted_tokens(model.llm)  # None: every token
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         model = self.model
@@ -151,8 +173,7 @@ class StageLoss(nn.Module):
         # 1. the LLM over the whole conversation; NLL on the answers
         embedded = model.embed_segments(batch.segments)
         with_signals = self.alignment_weight > 0 or self.denoising_weight > 0
-        nll, out = answer_nll(model.llm, embedded, model.llm.generation_config.suppress_tokens,
-                              output_hidden_states=with_signals)
+        nll, out = answer_nll(model.llm, embedded, self.vocabulary, output_hidden_states=with_signals)
         terms = {"nll": nll}
         loss = nll
         if not with_signals:

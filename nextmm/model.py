@@ -169,8 +169,9 @@ class NextMM(nn.Module):
         Every sequence starts with BOS. Text marked ``train`` gets labels, all else IGNORE_INDEX.
         """
         media_tokens = self._embed_all_media(batch)
-        embeds, labels, ids = [], [], []
-        for sample, sample_media in zip(batch, media_tokens):
+        labels, ids = [], []
+        start, end = self.tokenizer.convert_tokens_to_ids([MEDIA_START, MEDIA_END])
+        for sample in batch:
             parts_ids = [torch.tensor([self.tokenizer.bos_token_id])]
             parts_labels = [torch.tensor([IGNORE_INDEX])]
             for segment in sample:
@@ -179,17 +180,18 @@ class NextMM(nn.Module):
                     parts_ids.append(tokens)
                     parts_labels.append(tokens.clone() if segment.train else torch.full_like(tokens, IGNORE_INDEX))
                 else:
-                    start, end = self.tokenizer.convert_tokens_to_ids([MEDIA_START, MEDIA_END])
                     parts_ids.append(torch.tensor([start, MEDIA_POSITION, end]))
                     parts_labels.append(torch.full((3,), IGNORE_INDEX))
-            sample_ids = torch.cat(parts_ids).to(self.device)
-            sample_embeds = self.embed_tokens(sample_ids.clamp(min=0))  # (T, H)
+            ids.append(torch.cat(parts_ids).to(self.device))
+            labels.append(torch.cat(parts_labels).to(self.device))
+        # one lookup for the whole batch: with trainable token rows (peft) every lookup builds the whole matrix
+        every = self.embed_tokens(torch.cat(ids).clamp(min=0))  # (sum T, H)
+        embeds = []
+        for sample_ids, sample_embeds, sample_media in zip(ids, every.split([len(i) for i in ids]), media_tokens):
             media_positions = (sample_ids == MEDIA_POSITION).nonzero().flatten()
             if len(media_positions):
                 sample_embeds = sample_embeds.index_put((media_positions,), sample_media)
-            embeds.append(sample_embeds)
-            labels.append(torch.cat(parts_labels).to(self.device))
-            ids.append(sample_ids)
+            embeds.append(sample_embeds)  # (T, H)
         return _pad_batch(embeds, labels, ids, self.tokenizer.pad_token_id)
 
     def _embed_all_media(self, batch: Sequence[Sequence[Segment]]) -> list[torch.Tensor]:

@@ -18,6 +18,8 @@ from nextmm.eval import (
     nearest,
     output_kind,
     passed,
+    people,
+    people_records,
     retrieval_scores,
     same_outputs,
     subset,
@@ -62,9 +64,10 @@ def test_cli_prints_one_json_object_with_every_section(world, tmp_path, capsys):
     assert set(result["retrieval"]) == {f"{a}->{b}" for m in MODALITIES for a, b in (("text", m), (m, "text"))}
     assert "overall" in result["captioning"] and "overall" in result["modality_switch"]
     for section in SECTIONS:
-        assert result[section] and all(0.0 <= v <= 1.0 for v in result[section].values()), section
-        assert isinstance(result["passed"][section], bool) and 0 < result["targets"][section] < 1
-        assert result["items"][section] == 2
+        assert result[section] and all(v is None or 0.0 <= v <= 1.0 for v in result[section].values()), section
+        assert isinstance(result["passed"][section], bool) and result["items"][section] == 2
+    assert all(0 < result["targets"][s] < 1 for s in SECTIONS if s != "people")
+    assert result["targets"]["people"]["media"] == 0.9 and "claims_missing" in result["people"]
     assert json.loads(output.read_text()) == result
 
 
@@ -196,6 +199,75 @@ def test_text_to_x_prompts_are_held_out_requests_naming_their_concept():
 def _fits(template: str, text: str) -> bool:
     before, after = template.split("{x}")
     return text.startswith(before) and text.endswith(after)
+
+
+class StubConversation:
+    """A conversation whose answers come from a table: prompt -> (text, signals, forced, place of the media)."""
+
+    def __init__(self, table, calls):
+        self.table, self.calls = table, calls
+
+    def say(self, prompt, **kwargs):
+        self.calls.append((prompt, kwargs))
+        text, signals, forced, place = self.table[prompt]
+        return SimpleNamespace(text=text, signals=signals, forced=forced,
+                               media=lambda m: [place] if m in signals and kwargs["render"] else [])
+
+
+def test_people_scores_media_places_words_and_claims(eval_set):
+    records = [
+        {"kind": "request", "prompt": "beach pic", "before": None, "input": None, "media": ["image"], "place": "beach"},
+        {"kind": "request", "prompt": "city clip", "before": None, "input": None, "media": ["video"], "place": "city"},
+        {"kind": "vlog", "prompt": "beach vlog", "before": None, "input": None, "media": list(MODALITIES),
+         "place": "beach"},
+        {"kind": "x_to_y", "prompt": "sound for this", "before": None, "input": {"modality": "image", "place": "city"},
+         "media": ["audio"], "place": "city"},
+        {"kind": "describe", "prompt": "what is this?", "before": None, "input": {"modality": "audio", "place": "city"},
+         "media": [], "place": "city"},
+        {"kind": "question", "prompt": "what does the beach sound like?", "before": None, "input": None, "media": [],
+         "place": "beach"},
+        {"kind": "unknown", "prompt": "draw a cat", "before": None, "input": None, "media": [], "place": None},
+        {"kind": "followup", "prompt": "now a video", "before": "beach pic", "input": None, "media": ["video"],
+         "place": "beach"},
+    ]
+    table = {
+        "beach pic": ("Here is a picture of the beach.", ["image"], [], "beach"),
+        "city clip": ("Here is a video of the city.", ["video"], [], "beach"),  # the clip shows the wrong place
+        "beach vlog": ("Here is your surf vlog.", list(MODALITIES), ["video"], "beach"),  # the LLM forgot the video
+        "sound for this": ("Here is the sound of the city.", ["audio"], [], "city"),
+        "what is this?": ("Traffic in the city.", [], [], None),
+        "what does the beach sound like?": ("Here is the sound of the beach.", ["audio"], [], "beach"),
+        "draw a cat": ("I can't make that: I only know the beach, the city and the rain.", [], [], None),
+        "now a video": ("Here is a video of the beach.", ["video"], [], "beach"),
+    }
+    calls = []
+    model = SimpleNamespace(conversation=lambda **settings: StubConversation(table, calls))
+    scores = people(model, eval_set, records, lambda modality, medium: medium, progress=False)
+    assert scores["media"] == 7 / 8 and scores["media_llm"] == 6 / 8  # the question got a sound
+    assert scores["media_and_place"] == 4 / 5 and scores["requests"] == 0.5 and scores["vlogs"] == 1.0
+    assert scores["x_to_y"] == scores["x_to_text"] == scores["unknown"] == scores["followup"] == 1.0
+    assert scores["questions"] == 0.0 and scores["vlog_places"] == 1.0 and scores["chat"] is None
+    assert scores["claims_missing"] == 0.0 and scores["claims_added"] == 1 / 8
+    assert scores["overall"] == 6 / 8
+    asked = dict(calls[:-2])  # the follow-up's two messages come last
+    assert asked["beach pic"]["render"] and not asked["what is this?"]["render"]
+    assert asked["what is this?"]["audios"][0].is_file()  # a held-out scene of the attachment's place
+    assert [prompt for prompt, _ in calls].index("now a video") == len(calls) - 1
+    assert calls[-2][0] == "beach pic" and calls[-2][1]["render"] is False  # the earlier message, not rendered
+    assert not passed("people", scores)
+
+
+def test_the_people_file_holds_well_formed_records_of_every_kind():
+    records = people_records()
+    assert len(records) >= 300
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"request", "question", "chat", "unknown", "describe", "x_to_y", "vlog", "followup"}
+    for r in records:
+        assert set(r) == {"kind", "prompt", "before", "input", "media", "place"} and r["prompt"].strip()
+        assert set(r["media"]) <= set(MODALITIES) and (r["place"] is None or r["place"] in CONCEPT_NAMES)
+        assert (r["input"] is not None) == (r["kind"] in ("describe", "x_to_y"))
+        assert bool(r["before"]) == (r["kind"] == "followup")
+    assert {r["place"] for r in records if r["kind"] == "vlog"} == set(CONCEPT_NAMES)
 
 
 def test_nearest_subset_accuracy_and_passing():

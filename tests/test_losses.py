@@ -110,3 +110,36 @@ def test_denoising_term_appears_for_outputs_with_target_media(model):
     torch.testing.assert_close(
         terms["loss"], terms["nll"] + terms["align/image"] + terms["align/audio"] + 0.5 * terms["denoise/image"]
     )
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_answer_nll_is_the_next_token_loss_over_the_tokens_the_llm_may_emit(tied):
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from nextmm.losses import answer_nll, emitted_tokens
+
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       num_key_value_heads=2, vocab_size=50, tie_word_embeddings=tied))
+    ids = torch.randint(3, 20, (2, 7))
+    labels = torch.full_like(ids, -100)
+    labels[0, 4:], labels[1, 2:4] = ids[0, 4:], ids[1, 2:4]
+    batch = SimpleNamespace(inputs_embeds=llm.get_input_embeddings()(ids), attention_mask=torch.ones_like(ids),
+                            labels=labels)
+    full = llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=labels)
+    assert torch.allclose(answer_nll(llm, batch)[0], full.loss, atol=1e-6)  # the head only where labels follow
+    assert emitted_tokens(llm) is None
+    llm.generation_config.suppress_tokens = list(range(20, 50))  # never in the answers
+    vocabulary = emitted_tokens(llm)
+    assert vocabulary.tolist() == list(range(20))
+    masked = full.logits[:, :-1].clone()
+    masked[..., 20:] = -float("inf")
+    expected = torch.nn.functional.cross_entropy(masked.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    loss, _ = answer_nll(llm, batch, vocabulary)
+    assert torch.allclose(loss, expected, atol=1e-5) and loss < full.loss
+    loss.backward()
+    assert llm.model.layers[0].self_attn.q_proj.weight.grad is not None
+    with pytest.raises(ValueError, match="suppress_tokens"):
+        answer_nll(llm, batch, torch.arange(10))  # answers hold tokens 10-19

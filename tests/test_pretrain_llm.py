@@ -152,7 +152,7 @@ def test_strip_media():
 def test_the_tokenizer_is_vicunas_and_round_trips(tokenizer, texts, tmp_path):
     assert len(tokenizer) == 32002 and tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>"]) == [0, 1, 2]
     assert tokenizer.convert_tokens_to_ids(["<Img>", "</Img>"]) == [32000, 32001]  # as in NExT-GPT's release
-    assert tokenizer("surf", add_special_tokens=False).input_ids == [1029, 29888]  # Llama-2's ids: "▁sur", "f"
+    assert tokenizer("surf", add_special_tokens=False).input_ids == [1190, 29888]  # Llama-2's ids: "▁sur", "f"
     ids = tokenizer("<Img> surf</Img>", add_special_tokens=False).input_ids
     assert (ids[0], ids[-1]) == (32000, 32001) and 32000 not in tokenizer(" <Img ", add_special_tokens=False).input_ids
     samples = [t for t in texts[::37] if "<Img>" not in t] + ["surf vlog", "Ünïcode and 42 digits  twice spaced\n\ttab"]

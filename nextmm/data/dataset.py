@@ -35,6 +35,21 @@ MEDIA_TOKENS = 3  # <Img> [media] </Img>
 _OUTPUT_THEN = re.compile(PLACEHOLDER.pattern + r"( (?=\w))?")  # a placeholder, and a space if a word follows
 
 
+def around_outputs(text: str) -> tuple[list[str], list[str]]:
+    """An answer cut at its output placeholders: the text pieces (one more than the placeholders), spaced as the
+    stages write them around signal runs (``with_signals``), and the placeholders' modalities in order.
+
+        around_outputs("Here is the sea <image> and its sound <audio>.")
+        (["Here is the sea ", "  and its sound ", "."], ["image", "audio"])
+    """
+    pieces, outputs, start, lead = [], [], 0, ""
+    for match in _OUTPUT_THEN.finditer(text):
+        pieces.append(lead + text[start:match.start()])
+        outputs.append(match.group(1))
+        lead, start = "  " if match.group(2) else "", match.end()
+    return pieces + [lead + text[start:]], outputs
+
+
 @dataclass
 class Output:
     """A medium an answer produces: its signal tokens' projection is aligned to ``caption``'s conditioning."""
@@ -166,7 +181,8 @@ class ConversationDataset(Dataset):
         token, not at the run's last signal token, whose last-layer state the output projector reads. There, the
         trained toyworld model gave the answers' "and" a probability of 0.05-0.17, and its multi-media answers
         stopped after their first medium (docs/training.md)."""
-        return _OUTPUT_THEN.sub(lambda m: self.signals[m.group(1)] + ("  " if m.group(2) else ""), text)
+        pieces, outputs = around_outputs(text)
+        return pieces[0] + "".join(self.signals[m] + piece for m, piece in zip(outputs, pieces[1:]))
 
     def _count_tokens(self, segments: Sequence[Segment]) -> int:
         """Exactly what NextMM.embed_segments will make of these segments: BOS, text tokens, 3 per medium."""

@@ -73,7 +73,7 @@ def places_known() -> str:
 def media_request(media: Sequence[str], concept: str, rng: np.random.Generator) -> Exchange:
     """A request for ``media`` (in the order asked) of ``concept``'s place, and the answer with them in order."""
     x = place(concept, rng)
-    prompt = _unseen(lambda: typed(_asked(list(media), x, rng), rng), x)
+    prompt = _unseen(lambda: typed(_detailed(_asked(list(media), x, rng), concept, rng), rng), x)
     return Exchange(prompt, answer(media, concept, rng), tuple(media))
 
 
@@ -107,16 +107,28 @@ def vlog(concept: str, rng: np.random.Generator) -> Exchange:
 
 
 def question(concept: str, rng: np.random.Generator, topic: str | None = None) -> Exchange:
-    """A question about how the place looks, sounds or moves, answered in words only."""
+    """A question about how the place looks, sounds or moves, answered in words only; now and then a yes/no
+    question about its look ("are there cars in the city?") or one that says to answer in words."""
     topic = topic or pick(rng, list(book.QUESTION_FRAMES))
     x = place(concept, rng)
-    prompt = _unseen(lambda: typed(pick(rng, book.QUESTION_FRAMES[topic]).format(x=x), rng), x)
-    return Exchange(prompt, getattr(lang.words(concept), topic))
+
+    def draw() -> str:
+        if topic == "looks" and rng.random() < 0.4:
+            text = pick(rng, book.CHECK_FRAMES).format(x=x, d=pick(rng, book.DETAILS[concept]))
+        else:
+            text = pick(rng, book.QUESTION_FRAMES[topic]).format(x=x)
+        if rng.random() < 0.2:
+            text = text.removesuffix("?") + pick(rng, book.WORDS_ONLY) + ("?" if text.endswith("?") else "")
+        return typed(text, rng)
+
+    return Exchange(_unseen(draw, x), getattr(lang.words(concept), topic))
 
 
 def unknown(rng: np.random.Generator) -> Exchange:
     """A request (or a question) about something outside the world: the answer says what the model knows."""
     thing = pick(rng, book.OUTSIDE)
+    if rng.random() < 0.3:
+        thing = f"{thing} {pick(rng, book.OUTSIDE_DOING)}"
     if rng.random() < 0.15:
         draw = lambda: typed(pick(rng, book.QUESTION_FRAMES[pick(rng, list(book.QUESTION_FRAMES))]).format(x=thing), rng)  # noqa: E731
     else:
@@ -170,17 +182,33 @@ def _asked(media: list[str], x: str, rng: np.random.Generator) -> str:
         return _fill(rng, pick(rng, book.NOUN_FRAMES), np=f"{nouns} of {x}")
     if way < 0.4 and tuple(media) in book.SENSES_TOGETHER:
         return _fill(rng, pick(rng, book.SENSE_FRAMES), sense=pick(rng, book.SENSES_TOGETHER[tuple(media)]), x=x)
-    if way < 0.52:
-        shorts = lang._listed([pick(rng, book.SHORT[m]) for m in media])
-        return pick(rng, (f"{bare(x)}: {shorts}", f"{bare(x)} {shorts} please", f"{shorts} of {x}",
-                          f"{shorts} for {x}"))
-    if way < 0.56 and len(media) == 3:
-        return pick(rng, (f"{pick(rng, book.ALL_MEDIA)} about {x}", f"{x}, {pick(rng, book.ALL_MEDIA)} please"))
+    if way < 0.55:
+        return _listed_media(media, x, rng)
     first = _asked_once(media[0], x, rng)
     question_mark = first.endswith("?")
     later = [pick(rng, book.AGAIN[m]) for m in media[1:]]
     text = first.removesuffix("?") + "".join(", " + part for part in later[:-1])
     return text + pick(rng, book.JOINS) + later[-1] + ("?" if question_mark else "")
+
+
+def _listed_media(media: list[str], x: str, rng: np.random.Generator) -> str:
+    """Several media as a list of short forms: "rainy day: photo, audio, video", "pic + sound of the dunes"."""
+    shorts = [pick(rng, book.SHORT[m]) for m in media]
+    separator = pick(rng, book.LIST_SEPARATORS)
+    listed = separator.join(shorts) if separator != ", and " else ", ".join(shorts[:-1]) + separator + shorts[-1]
+    frames = [f for f in book.LIST_FRAMES if len(media) == 3 or "{all}" not in f]
+    return pick(rng, frames).format(x=bare(x) if rng.random() < 0.5 else x, list=listed,
+                                    all=pick(rng, book.ALL_MEDIA))
+
+
+def _detailed(request: str, concept: str, rng: np.random.Generator, share: float = 0.2) -> str:
+    """Now and then a request with what the place should have: "draw the desert, with cacti and dunes"."""
+    if rng.random() >= share:
+        return request
+    detail = pick(rng, book.DETAILS[concept])
+    question_mark = request.endswith("?")
+    text = pick(rng, book.DETAIL_FRAMES).format(r=request.removesuffix("?"), d=detail, D=detail[:1].upper() + detail[1:])
+    return text + ("?" if question_mark else "")
 
 
 def _asked_once(medium: str, x: str, rng: np.random.Generator) -> str:

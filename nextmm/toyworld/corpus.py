@@ -10,8 +10,9 @@ the media markers the stages put around a projected medium: "<Img> surf</Img>", 
 keywords (seeded by the file's name). The model thereby learns what a real LLM brings from its web text:
 the answer depends on what sits between the markers. Stage 1 then has somewhere to map ImageBind vectors to;
 a model that had only read captions after "Describe this image briefly." answers with any scene's caption
-whatever stands there. Output placeholders ("... <audio>.") are dropped: the signal tokens are new words to
-the stages.
+whatever stands there. An answer is cut where its outputs go ("... <audio>.") into the pieces the stages write
+around the signal runs (``data.dataset.around_outputs``), so the tokens before and after a run are the ones
+stage 3 trains; the signal tokens themselves are new words to the stages.
 
 A document is a conversation rendered with ``nextmm.conversation.prompt_segments``: a list of text
 pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token boundaries as the stages.
@@ -32,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nextmm.conversation import Message, Text, prompt_segments, tidy_spaces
+from nextmm.data.dataset import around_outputs
 from nextmm.data.records import MediaRef, Source, Turn, read_source
 from nextmm.errors import ConfigError
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
@@ -79,8 +81,9 @@ def render(turns: Sequence[str | Turn]) -> Document:
     for index, turn in enumerate(turns):
         if isinstance(turn, str):
             turn = Turn("user" if index % 2 == 0 else "assistant", turn)
-        message = Message(turn.role, strip_media(turn.text))
-        pieces = [segment.text for segment in prompt_segments([message]) if isinstance(segment, Text)]
+        text = turn.text if turn.role == "assistant" else strip_media(turn.text)
+        pieces = [piece for segment in prompt_segments([Message(turn.role, text)]) if isinstance(segment, Text)
+                  for piece in around_outputs(segment.text)[0] if piece]
         words = [f"{MEDIA_START} {stand_in(medium.path)}{MEDIA_END}" for medium in turn.inputs]
         document += pieces[:1] + words + pieces[1:]
     return document

@@ -17,51 +17,94 @@ PLACES = {
     "beach": ("the beach", "a beach", "the seaside", "the sea", "the ocean", "the shore", "a sunny beach",
               "a surfer", "surfing", "surfers on the waves", "the waves", "ocean waves", "a beach with surfers",
               "a day at the beach", "the seashore", "a surf spot", "the coastline", "a surfer riding a wave",
-              "the beach in summer", "sand and sea", "a tropical beach", "big waves"),
+              "the beach in summer", "sand and sea", "a tropical beach", "big waves", "the surf", "a beach day",
+              "the sea shore", "a beach by the sea", "breaking waves", "the ocean with surfers"),
     "forest": ("the forest", "a forest", "the woods", "a wood", "woodland", "a pine forest", "a green forest",
                "trees and birds", "birds in the trees", "a walk in the woods", "the forest with birds singing",
                "tall trees", "a quiet forest", "a forest full of birds", "deep forest", "the woods in spring",
-               "birdsong", "a forest clearing", "a jungle of trees"),
+               "birdsong", "a forest clearing", "a jungle of trees", "the rainforest canopy", "a wooded area",
+               "an old forest", "a grove of trees", "the trees", "forest birds"),
     "city": ("the city", "a city", "downtown", "a busy street", "city traffic", "traffic", "a street with cars",
              "the town", "a big city", "skyscrapers", "cars on the road", "a city street", "rush hour",
              "the city centre", "urban traffic", "a town street", "buildings and cars", "a highway with cars",
-             "the streets of a city"),
+             "the streets of a city", "an urban area", "a busy road", "the city at rush hour",
+             "a street full of traffic", "office buildings", "a metropolis", "the town centre"),
     "snow": ("the snow", "snow", "a snowy day", "a snowy field", "winter", "a winter landscape", "snowfall",
              "falling snow", "snowflakes", "snowy pine trees", "fresh snow", "a winter day", "deep snow",
-             "a snowy landscape", "snow falling", "a walk in the snow", "skiing", "a ski slope"),
+             "a snowy landscape", "snow falling", "a walk in the snow", "skiing", "a ski slope", "a winter wonderland", "a blizzard",
+             "snowy pines", "a frozen white landscape", "the first snow"),
     "night": ("the night", "the night sky", "a starry night", "stars", "the stars", "the moon and stars",
               "a night in the countryside", "midnight", "a dark night", "crickets at night", "a summer night",
               "the sky at night", "a clear night", "a moonlit night", "the moon", "stargazing", "nighttime",
-              "a night full of stars"),
+              "a night full of stars", "the stars at night", "a starlit sky", "night time",
+              "the dark sky", "the night outdoors", "a night under the stars"),
     "desert": ("the desert", "a desert", "sand dunes", "the dunes", "a hot desert", "the sahara", "a cactus",
                "cacti in the desert", "a tumbleweed", "desert wind", "a sandy desert", "a dry desert",
-               "the desert at noon", "dunes of sand", "a desert with cacti", "the wind in the desert"),
+               "the desert at noon", "dunes of sand", "a desert with cacti", "the wind in the desert", "sand",
+               "a sandy wasteland", "the arid desert", "desert dunes", "a sandstorm"),
     "rain": ("the rain", "rain", "a rainy day", "a rainy afternoon", "a storm", "a rainstorm", "a downpour",
              "drizzle", "a shower of rain", "puddles", "rain falling", "heavy rain", "a wet rainy road",
-             "raindrops", "rainy weather", "a thunderstorm", "the rain on the ground", "a stormy day"),
+             "raindrops", "rainy weather", "a thunderstorm", "the rain on the ground", "a stormy day", "bad weather",
+             "a wet day", "showers", "pouring rain", "grey rainy weather", "rain on the roof"),
     "concert": ("a concert", "the concert", "a gig", "a live show", "a rock concert", "a festival", "a band on stage",
                 "a band playing", "a party", "a dance party", "a stage with lights", "a crowd dancing",
                 "a music festival", "a club", "a live band", "spotlights on a stage", "a show on stage",
-                "a concert crowd"),
+                "a concert crowd", "a rock show", "a live gig", "a band", "a music show", "a disco",
+                "a dance floor", "a live performance", "a rave", "a concert hall"),
     "meadow": ("a meadow", "the meadow", "a field of flowers", "wildflowers", "a flower field", "flowers",
                "bees", "bees and flowers", "a grassy field", "spring flowers", "a flowery meadow",
                "a meadow in spring", "a green field with flowers", "a picnic in a meadow", "a field full of bees",
-               "blossoms and bees", "a garden of wildflowers"),
+               "blossoms and bees", "a garden of wildflowers", "a flowery field",
+               "a field in bloom", "daisies and tulips", "buzzing bees", "a summer field", "the countryside in bloom"),
     "mountain": ("the mountains", "a mountain", "mountains", "the alps", "mountain peaks", "a peak", "a summit",
                  "a mountain valley", "an alpine valley", "cowbells", "the hills and peaks", "a hike in the mountains",
-                 "high peaks", "rocky mountains", "a mountain top", "cows grazing in the alps", "hiking"),
+                 "high peaks", "rocky mountains", "a mountain top", "cows grazing in the alps", "hiking",
+                 "a mountain range", "the highlands", "snowcapped peaks", "a mountain pasture", "the summit"),
     "sunset": ("the sunset", "a sunset", "dusk", "sundown", "twilight", "the evening sky", "the sun going down",
                "an orange sunset", "a sunset over the hills", "the setting sun", "sunset colours",
-               "the end of the day", "a sunset sky", "a red sky at dusk", "the sun setting"),
+               "the end of the day", "a sunset sky", "a red sky at dusk", "the sun setting", "golden hour",
+               "the evening", "an evening sky", "the sun going down over hills", "the sky at sunset"),
 }
+# What people add about the place they want: "a picture of the beach, with waves and a surfer".
+DETAILS = {
+    "beach": ("waves and a surfer", "blue water and sand", "a surfer on a board", "white waves", "lots of sand",
+              "the sun shining on the sea", "crashing waves"),
+    "forest": ("tall trees and birds", "lots of green", "birds singing", "pine trees", "little birds",
+               "trees swaying", "brown trunks and green leaves"),
+    "city": ("cars and buildings", "lit windows", "lots of traffic", "tall buildings", "cars driving by",
+             "the hum of engines", "grey towers"),
+    "snow": ("white everywhere", "snowflakes falling", "pine trees covered in white", "deep white snow",
+             "footsteps crunching", "a cold white ground"),
+    "night": ("lots of stars", "a crescent moon", "crickets chirping", "dark hills", "twinkling stars",
+              "a dark blue sky"),
+    "desert": ("cacti and dunes", "a hot sun", "a tumbleweed rolling", "orange sand", "wind blowing sand",
+               "big dunes"),
+    "rain": ("grey clouds", "puddles everywhere", "rain pouring down", "dark clouds and puddles", "dripping water",
+             "heavy drops"),
+    "concert": ("spotlights and a crowd", "a band on stage", "coloured lights", "people dancing", "loud music",
+                "drums and bass"),
+    "meadow": ("flowers and bees", "lots of colourful flowers", "bees buzzing", "green grass", "white clouds",
+               "red and yellow flowers"),
+    "mountain": ("white peaks", "a green valley", "cowbells ringing", "grey rocks", "clouds over the peaks",
+                 "cows on the pasture"),
+    "sunset": ("an orange sky", "purple and orange clouds", "the sun low on the horizon", "dark hills",
+               "a red sun", "soft evening light"),
+}
+# How a detail is added to a request: "{r}, with {d}", "{r} ({d})".
+DETAIL_FRAMES = ("{r}, with {d}", "{r} with {d}", "{r}. {D} please", "{r} ({d})", "{r}, {d} and all", "{r} - {d}",
+                 "{r}, you know, {d}", "{r}; I'd like {d}", "{r}, like {d}")
 # Words before a place's name: "a beautiful beach", "a quiet forest". None names a place.
 MODIFIERS = ("beautiful", "lovely", "nice", "pretty", "quiet", "typical", "wonderful", "gorgeous", "real")
 # Music is the sound of two places: calm music the sunset's, lively music the concert's.
 MUSIC = {
     "sunset": ("calm music", "relaxing music", "soothing music", "some calm music", "slow soft music",
-               "peaceful music", "a calm tune", "a relaxing song", "gentle music", "chill music"),
+               "peaceful music", "a calm tune", "a relaxing song", "gentle music", "chill music",
+               "something calm", "something relaxing", "a lullaby", "quiet piano music", "music to relax to",
+               "soft background music", "a slow song", "ambient chill music", "music to fall asleep to"),
     "concert": ("lively music", "upbeat music", "party music", "dance music", "some lively music",
-                "a catchy upbeat song", "a fast tune", "energetic music", "music to dance to", "a lively song"),
+                "a catchy upbeat song", "a fast tune", "energetic music", "music to dance to", "a lively song",
+                "something lively", "something upbeat", "a rock song", "a song with drums and bass",
+                "some live band music", "a banger", "pop music", "workout music", "fast music with a beat"),
 }
 # How the answer names a place: one name each, so that what follows the answer's words is the same whatever the
 # request called the place.
@@ -159,7 +202,13 @@ SENSES_TOGETHER = {
     ("video", "audio"): ("watch and hear", "watch and listen to"),
     ("audio", "video"): ("hear and watch", "listen to and watch"),
 }
-ALL_MEDIA = ("everything", "the works", "all of it", "the full package", "every kind of media")
+ALL_MEDIA = ("everything", "the works", "all of it", "the full package", "every kind of media", "all three",
+             "the whole set", "everything you've got")
+# Several media in a list: {x} the place, {list} the media's short forms joined by a separator.
+LIST_FRAMES = ("{x}: {list}", "{x} {list} please", "{list} of {x}", "{list} for {x}", "{x} - {list}", "{x}. {list}",
+               "{list} of {x} please", "I want {list} of {x}", "{x}, {list}, go", "{x} please: {list}",
+               "{all} for {x}: {list}", "{x} {all}. {list}", "can I get {list} of {x}?", "{x} ({list})")
+LIST_SEPARATORS = (", ", " + ", " / ", " and ", " & ", " ", ", and ")
 
 # ------------------------------------------------------------------------------------------- vlogs
 VLOG_NAMES = {  # "{v} vlog"
@@ -196,8 +245,20 @@ QUESTION_FRAMES = {
                "describe the noises of {x}"),
     "moves": ("what moves in {x}?", "what happens in {x}?", "how do things move at {x}?", "describe the motion at {x}",
               "what is going on at {x}?", "what changes at {x} over time?", "is anything moving at {x}?",
-              "tell me what happens at {x}", "describe what moves at {x} in words"),
+              "tell me what happens at {x}", "describe what moves at {x} in words", "does anything move at {x}?",
+              "what would I see moving at {x}?"),
 }
+# Yes/no and other questions people ask about a place's look ("are there cars in the city?"): {x} the place,
+# {d} one of its details. Answered with the place's look in words.
+CHECK_FRAMES = ("are there {d} at {x}?", "does {x} have {d}?", "is {x} full of {d}?", "would I find {d} at {x}?",
+                "is it true that {x} has {d}?", "do you see {d} at {x}?", "what is {x} made of?",
+                "sum up {x} for me in a couple of sentences", "explain {x} to a child", "give me a short summary of {x}",
+                "write a sentence about {x}", "what's special about {x}?", "why do people like {x}?",
+                "is {x} nice?", "what would I find at {x}?")
+# Said after a question to keep the answer in words: "what does the rain sound like? just tell me".
+WORDS_ONLY = (", no pictures please", ", just tell me", ", don't make anything", ", in words only", ", just words",
+              " - no need to play it", ", don't draw it", ", no audio needed", ", just explain", ", no video",
+              ", only text please", " (text only)", ", don't generate anything, just describe")
 # Text-only questions about the world itself, not a place: small talk and what the model can do.
 CHAT = (
     (("hello", "hi", "hey", "hi there", "good morning", "hello there", "hey!", "yo", "greetings", "good evening"),
@@ -220,6 +281,10 @@ CHAT = (
 UNKNOWN_ANSWER = ("I can't make that: I only know {places}. Ask me for a picture, a sound or a video of one of them.")
 
 # ------------------------------------------------------------------------------- outside the world
+# What an outside thing may be doing: "a robot dancing".
+OUTSIDE_DOING = ("wiggling", "running around", "flying", "sleeping", "eating", "playing", "jumping", "smiling",
+                 "in a hat", "with a hat on", "doing tricks", "stomping around", "waving", "singing",
+                 "barking", "making noise", "on a table", "in armour", "at home", "close up", "in space", "swimming")
 # Things that are none of the places: a request for them gets UNKNOWN_ANSWER in words, never a medium.
 OUTSIDE = (
     "a cat", "a dog", "a kitten", "a puppy", "a horse", "a lion", "a tiger", "an elephant", "a giraffe", "a rabbit",
@@ -234,7 +299,11 @@ OUTSIDE = (
     "a library", "an office desk", "a museum", "a bakery", "a supermarket", "an airport", "a bathroom", "a bedroom",
     "a hamburger", "sushi", "pasta", "a chess board", "a clock", "a doorbell", "a phone ringing", "a dog barking",
     "a cat meowing", "a baby crying", "someone laughing", "an explosion", "a pyramid",
-    "the planet mars", "a galaxy", "a black hole", "an astronaut", "a satellite", "jupiter", "a comet", "a mermaid",
+    "the planet mars", "a galaxy", "a black hole", "an astronaut", "a satellite", "jupiter", "a comet", "a mermaid", "a bear", "a shark", "a penguin", "a dolphin",
+    "a butterfly collection", "a steam train", "a red balloon", "a soccer ball", "a basketball game",
+    "a cartoon mouse", "a superhero fight", "a video game", "a keyboard", "a haunted house",
+    "a robot arm", "a wedding dress", "an old man", "a little girl", "a teacher", "my cat", "my dog", "my bedroom",
+    "my office", "the queen", "a president", "a dentist",
     "a fairy", "a knight", "a castle on a hill", "a spaceship launch", "a cartoon character",
     "my house", "my school", "my garden gnome", "a toaster", "a washing machine", "a cup of tea",
     "a cookie", "a donut", "a pumpkin",
