@@ -28,7 +28,7 @@ import numpy as np
 import soundfile
 import torch
 
-from nextmm.config import project_root
+from nextmm.config import load_model_config, project_root
 from nextmm.data.decoder_media import decoder_media_spec, load_decoder_media
 from nextmm.decoders import Decoders
 from nextmm.toyworld import canonical_caption
@@ -43,8 +43,8 @@ STEPS = ("world", "vocoder", "vae", "caption")
 @torch.no_grad()
 def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, list[float]]]:
     """{place: {step: [share per seed]}}."""
-    decoders = Decoders({"audio": {"path": decoder, "num_inference_steps": 12, "guidance_scale": 3.0,
-                                   "audio_seconds": 2.0}})
+    settings = load_model_config("toyworld").decoders.audio  # the shipped decoder's render settings
+    decoders = Decoders({"audio": {**{k: v for k, v in settings.items() if k != "components"}, "path": decoder}})
     pipe, spec = decoders.pipeline("audio"), decoder_media_spec(decoders, "audio")
     rate = spec.sample_rate
     chat = None
@@ -64,7 +64,8 @@ def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, 
                 mel = load_decoder_media(spec, path)[None]  # (1, 1, T, M)
                 latents = pipe.vae.encode(mel).latent_dist.mode()
                 rendered = decoders.render("audio", decoders.encode_text("audio", [canonical_caption(concept, "audio")]),
-                                           num_inference_steps=12, guidance_scale=3.0,
+                                           num_inference_steps=settings.num_inference_steps,
+                                           guidance_scale=settings.guidance_scale,
                                            generator=torch.Generator().manual_seed(seed), progress=False)[0]
                 row["world"].append(band_share(world, band, rate))
                 row["vocoder"].append(band_share(pipe.vocoder(mel[:, 0]).squeeze().numpy(), band, rate))

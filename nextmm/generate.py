@@ -21,7 +21,7 @@ from nextmm.model import NextMM
 from nextmm.outputs import media_path, write_turn
 
 SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
-            "num_frames", "audio_seconds", "seed")
+            "num_frames", "audio_seconds", "seed", "keep_claims")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,6 +53,8 @@ def main(cfg: DictConfig) -> None:
     output_dir = Path(cfg.output_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     settings = {key: cfg[key] for key in SETTINGS}
     settings["outputs"] = as_list(cfg.outputs) or None
+    if not isinstance(cfg.keep_claims, bool):
+        raise ConfigError(f"keep_claims={cfg.keep_claims}: give true or false")
     timings = {}
 
     # Read the inputs first: a bad file fails in a second, before any model is built.

@@ -13,8 +13,6 @@ model's training forward.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler

@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import AutoTokenizer
 
 from nextmm.config import conf_dir
 from nextmm.conversation import Media, Text
 from nextmm.data import BatchStream, Example, Skipped, build_dataset, collate
-from nextmm.data.dataset import ConversationDataset
+from nextmm.data.dataset import ConversationDataset, around_outputs
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
 from nextmm.data.loader import ShardStream
 from nextmm.data.records import Source, load_annotations, read_source
 from nextmm.errors import ConfigError, MediaError
-from nextmm.llm import build_tokenizer
+from nextmm.llm import added_tokens, build_tokenizer
 from nextmm.modality import MODALITIES
+from nextmm.toyworld.word_vectors import llama_tokenizer
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
 
@@ -205,20 +205,20 @@ def test_t2m_turn_caption_counts_for_its_target_file(tmp_path):
 
 def test_the_token_after_a_signal_run_is_the_same_whatever_follows(tokenizer):
     """What follows a medium ("and" another, a comma, the end) is chosen at a text token, never at the run's last
-    signal token: the byte-level BPE of the toyworld merges " and" into one token, which would otherwise follow
-    the run directly."""
+    signal token: with Vicuna's tokenizer the text after a run starts with its lone space token."""
     data = ConversationDataset([], tokenizer=tokenizer, signal_counts=SIGNALS, max_length=64)
     run = "".join(f"[IMG{i}]" for i in range(4))
     assert data.with_signals("the sea <image> and its sound <audio>.") == \
-        f"the sea {run}  and its sound " + "".join(f"[AUD{i}]" for i in range(8)) + "."
-    assert data.with_signals("the sea <image>, a clip <video> and").startswith(f"the sea {run}, a clip")
+        f"the sea {run} and its sound " + "".join(f"[AUD{i}]" for i in range(8)) + " ."
+    assert data.with_signals("the sea <image>, a clip <video> and").startswith(f"the sea {run} , a clip")
+    assert around_outputs("Your vlog: <image> <audio> <video>") == (["Your vlog: ", "", "", ""], list(MODALITIES))
 
-    bpe = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "checkpoints/toyworld/trained/tokenizer")
-    last = {bpe.convert_tokens_to_ids(f"[{name}]") for name in ("IMG3", "AUD7", "VID23")}
+    llama = llama_tokenizer()
+    llama.add_tokens(added_tokens(SIGNALS)[2:], special_tokens=True)
+    last = {llama.convert_tokens_to_ids(f"[{name}]") for name in ("IMG3", "AUD7", "VID23")}
     after = set()
     for answer in ("Here is the sea <image> and the sound of the sea <audio>.", "Here is the sea <image>.",
-                   "A picture <image>, a sound <audio> and a clip <video>.", "Your vlog: <image> <audio> <video>"):
-        ids = bpe(data.with_signals(answer), add_special_tokens=False).input_ids
+                   "A picture <image>, a sound <audio> and a clip <video>.", "Here is the sea <image>"):
+        ids = llama(data.with_signals(answer) + "\n###", add_special_tokens=False).input_ids
         after |= {ids[i + 1] for i in range(len(ids) - 1) if ids[i] in last}
-    assert len(after) == 1
-    assert bpe.decode(list(after)).strip() == ""
+    assert llama.convert_ids_to_tokens(sorted(after)) == ["▁"]

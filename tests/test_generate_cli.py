@@ -71,13 +71,14 @@ def bad_files(tmp_path_factory):
         ("video={dir}/broken.mp4", "broken.mp4"),
         ("image={dir}/notes.txt", "notes.txt"),
         ("prompt=", "empty prompt"),
-        ("prompt=" + "long " * 400, "longer than the model's context"),
+        ("prompt=" + "long " * 600, "longer than the model's context"),
         ("bogus_key=1", "bad override"),
         ("model=nope", "unknown model config"),
         ("dtype=float8", "unknown dtype"),
+        ("keep_claims=maybe", "keep_claims=maybe: give true or false"),
     ],
     ids=["missing", "corrupt-image", "corrupt-audio", "corrupt-video", "extension", "empty", "too-long",
-         "unknown-override", "unknown-model", "bad-dtype"],
+         "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims"],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, capsys, override, message):
     out = tmp_path / "out"

@@ -13,7 +13,6 @@ vector instead, read from the folder, and the encoder does not run at all. A sam
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,22 +31,25 @@ from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.preprocess import load_media
 
 MEDIA_TOKENS = 3  # <Img> [media] </Img>
-_OUTPUT_THEN = re.compile(PLACEHOLDER.pattern + r"( (?=\w))?")  # a placeholder, and a space if a word follows
 
 
 def around_outputs(text: str) -> tuple[list[str], list[str]]:
     """An answer cut at its output placeholders: the text pieces (one more than the placeholders), spaced as the
     stages write them around signal runs (``with_signals``), and the placeholders' modalities in order.
 
+    Text after a run starts with exactly one space ("<image>, a clip" -> " , a clip"), so the token that follows
+    a run is the tokenizer's lone space whatever comes next ("and" a further medium, a comma, the end): what
+    comes after a medium is chosen at that text token, not at the run's last signal token, whose last-layer
+    state the output projector reads. There, the toyworld model gave the answers' "and" a probability of
+    0.05-0.17, and its multi-media answers stopped after their first medium (docs/training.md). Runs with only
+    spaces between them stay side by side.
+
         around_outputs("Here is the sea <image> and its sound <audio>.")
-        (["Here is the sea ", "  and its sound ", "."], ["image", "audio"])
+        (["Here is the sea ", " and its sound ", " ."], ["image", "audio"])
     """
-    pieces, outputs, start, lead = [], [], 0, ""
-    for match in _OUTPUT_THEN.finditer(text):
-        pieces.append(lead + text[start:match.start()])
-        outputs.append(match.group(1))
-        lead, start = "  " if match.group(2) else "", match.end()
-    return pieces + [lead + text[start:]], outputs
+    parts = PLACEHOLDER.split(text)  # text, modality, text, modality, ..., text
+    pieces = [parts[0]] + [" " + rest.lstrip(" ") if rest.strip(" ") else "" for rest in parts[2::2]]
+    return pieces, parts[1::2]
 
 
 @dataclass
@@ -173,14 +175,7 @@ class ConversationDataset(Dataset):
         return Media(modality, self.features.get(modality, key), encoded=True)
 
     def with_signals(self, text: str) -> str:
-        """The text with each output placeholder replaced by its signal run.
-
-        Where the text goes on after a run with a space and a word ("<image> and the sound"), one more space
-        is written, so the token after a run is the tokenizer's lone space whatever follows (".", ",", a word,
-        another run). What comes after a medium ("and" a further one, or the end) is then chosen at that text
-        token, not at the run's last signal token, whose last-layer state the output projector reads. There, the
-        trained toyworld model gave the answers' "and" a probability of 0.05-0.17, and its multi-media answers
-        stopped after their first medium (docs/training.md)."""
+        """The text with each output placeholder replaced by its signal run, spaced as ``around_outputs`` says."""
         pieces, outputs = around_outputs(text)
         return pieces[0] + "".join(self.signals[m] + piece for m, piece in zip(outputs, pieces[1:]))
 

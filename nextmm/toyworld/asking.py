@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextmm.modality import MODALITIES
 from nextmm.toyworld import language as lang
 from nextmm.toyworld import phrasebook as book
 from nextmm.toyworld.concepts import CONCEPT_NAMES
@@ -73,7 +74,7 @@ def places_known() -> str:
 def media_request(media: Sequence[str], concept: str, rng: np.random.Generator) -> Exchange:
     """A request for ``media`` (in the order asked) of ``concept``'s place, and the answer with them in order."""
     x = place(concept, rng)
-    prompt = _unseen(lambda: typed(_detailed(_asked(list(media), x, rng), concept, rng), rng), x)
+    prompt = _unseen(lambda: typed(_detailed(_asked(list(media), x, concept, rng), concept, rng), rng), x)
     return Exchange(prompt, answer(media, concept, rng), tuple(media))
 
 
@@ -103,7 +104,7 @@ def vlog(concept: str, rng: np.random.Generator) -> Exchange:
     else:
         x = place(concept, rng)
         prompt = _unseen(lambda: typed(pick(rng, book.VLOG_ABOUT).format(x=x), rng), x)
-    return Exchange(prompt, book.VLOG_ANSWER.format(v=names[0]), tuple(book.MEDIA))
+    return Exchange(prompt, book.VLOG_ANSWER.format(v=names[0]), tuple(MODALITIES))
 
 
 def question(concept: str, rng: np.random.Generator, topic: str | None = None) -> Exchange:
@@ -133,8 +134,8 @@ def unknown(rng: np.random.Generator) -> Exchange:
         draw = lambda: typed(pick(rng, book.QUESTION_FRAMES[pick(rng, list(book.QUESTION_FRAMES))]).format(x=thing), rng)  # noqa: E731
     else:
         count = 1 if rng.random() < 0.8 else 2
-        media = [str(m) for m in rng.choice(book.MEDIA, size=count, replace=False)]
-        draw = lambda: typed(_asked(media, thing, rng), rng)  # noqa: E731
+        media = [str(m) for m in rng.choice(MODALITIES, size=count, replace=False)]
+        draw = lambda: typed(_asked(media, thing, None, rng), rng)  # noqa: E731
     return Exchange(_unseen(draw, thing), book.UNKNOWN_ANSWER.format(places=places_known()))
 
 
@@ -171,7 +172,7 @@ def answer(media: Sequence[str], concept: str, rng: np.random.Generator) -> str:
 
 
 # ----------------------------------------------------------------------------------------- grammar
-def _asked(media: list[str], x: str, rng: np.random.Generator) -> str:
+def _asked(media: list[str], x: str, concept: str | None, rng: np.random.Generator) -> str:
     """A request for ``media`` of ``x``, before typing: one medium by one of five forms, several by a list of
     nouns, a request and more ("... and let me hear it"), senses together or short forms."""
     if len(media) == 1:
@@ -182,13 +183,21 @@ def _asked(media: list[str], x: str, rng: np.random.Generator) -> str:
         return _fill(rng, pick(rng, book.NOUN_FRAMES), np=f"{nouns} of {x}")
     if way < 0.4 and tuple(media) in book.SENSES_TOGETHER:
         return _fill(rng, pick(rng, book.SENSE_FRAMES), sense=pick(rng, book.SENSES_TOGETHER[tuple(media)]), x=x)
-    if way < 0.55:
+    if way < 0.55 or (len(media) == 3 and way < 0.7):
         return _listed_media(media, x, rng)
     first = _asked_once(media[0], x, rng)
     question_mark = first.endswith("?")
-    later = [pick(rng, book.AGAIN[m]) for m in media[1:]]
+    later = [_again(m, concept, rng) for m in media[1:]]
     text = first.removesuffix("?") + "".join(", " + part for part in later[:-1])
     return text + pick(rng, book.JOINS) + later[-1] + ("?" if question_mark else "")
+
+
+def _again(medium: str, concept: str | None, rng: np.random.Generator) -> str:
+    """A further medium of the same place: "let me hear it", or naming what is there: "let me hear the waves"."""
+    if concept is None or rng.random() < 0.6:
+        return pick(rng, book.AGAIN[medium])
+    named = book.SOUNDS[concept] if medium == "audio" else book.PLACES[concept]
+    return pick(rng, book.AGAIN_NAMED[medium]).format(y=pick(rng, named))
 
 
 def _listed_media(media: list[str], x: str, rng: np.random.Generator) -> str:

@@ -52,7 +52,8 @@ OUTSIDE = 1200  # conversations about no place: things outside the world, and sm
 # medium after a first, an attached medium described or answered with another medium.
 INSTRUCTION_KINDS = (("image",), ("audio",), ("video",), ("image", "audio"), ("image", "video"), ("audio", "video"),
                      ("image", "audio", "video"), "question", ("image",), ("audio",), ("video",), "cross", "vlog",
-                     "follow_up", "question", "describe", "cross", ("image", "audio", "video"), "music", "question")
+                     "follow_up", "question", "describe", "cross", ("image", "audio", "video"), "music", "question",
+                     ("image", "audio", "video"), ("image", "audio"), ("audio", "video"))
 
 _PLACEHOLDER = re.compile(r"<(?:image|audio|video)>\n?")
 

@@ -8,7 +8,6 @@ and chatty ("hey so um ..."). A slot in braces is filled by the grammar: {x} a p
 photo of the dunes"), {vp} a verb phrase ("paint the dunes"), {ref} the medium the user attached ("this photo").
 """
 
-MEDIA = ("image", "audio", "video")
 
 # ------------------------------------------------------------------------------------------ the places
 # What people call each place: names a request can put where {x} goes. Every one names its place by one of the
@@ -195,6 +194,20 @@ AGAIN = {
     "video": ("make a clip of it", "animate it", "a video too", "a video of it", "also a clip",
               "film it as well", "let me watch it", "some footage too", "make it move", "show it moving"),
 }
+# ... or naming again what to see or hear there: "... and let me hear the waves" ({y}: SOUNDS, or a place name).
+AGAIN_NAMED = {
+    "image": ("show me {y}", "draw {y}", "a picture of {y}", "paint {y} too", "let me see {y}"),
+    "audio": ("let me hear {y}", "play {y}", "the sound of {y}", "record {y} too", "I want to hear {y}"),
+    "video": ("film {y}", "a video of {y}", "let me watch {y}", "animate {y}", "a clip of {y}"),
+}
+SOUNDS = {  # what one hears at a place, as people name it
+    "beach": ("the waves", "the sea", "the surf", "the ocean"), "forest": ("the birds", "birdsong", "the birds singing"),
+    "city": ("the traffic", "the cars", "the engines"), "snow": ("the crunch of the snow", "footsteps in the snow"),
+    "night": ("the crickets", "the crickets chirping"), "desert": ("the wind", "the desert wind"),
+    "rain": ("the rain", "the raindrops", "the downpour"), "concert": ("the band", "the music", "the crowd"),
+    "meadow": ("the bees", "the buzzing", "the bees buzzing"), "mountain": ("the cowbells", "the bells"),
+    "sunset": ("some calm music", "soft music", "calm music"),
+}
 # Several media named at once with the place: "{senses} {x}" ("I want to see and hear the dunes").
 SENSES_TOGETHER = {
     ("image", "audio"): ("see and hear", "look at and listen to", "see and also hear"),
@@ -226,7 +239,6 @@ VLOG_FRAMES = ("{v} vlog", "{v} vlog please", "a {v} vlog", "make a {v} vlog", "
 VLOG_ABOUT = ("a vlog about {x}", "make a vlog of {x}", "vlog: {x}", "can you make me a vlog from {x}?",
               "I want a little vlog of my trip to {x}", "a short vlog of {x} please", "make a travel vlog about {x}",
               "vlog of {x}", "do a vlog on {x}", "a day in {x}, vlog style", "film a vlog about {x}")
-VLOG_WORDS = ("vlog", "video diary", "travel vlog")
 
 # ---------------------------------------------------------------------------------- questions in words
 # Text-only questions about a place: the answer is a sentence, no media. By topic (looks, sounds, moves).
@@ -367,5 +379,4 @@ FOLLOW_UPS = {
 # the beach <image>." The answer opens with one of these (claims of the media, nextmm.claims reads them).
 OPENINGS = ("Here is", "Here you go:", "Sure! Here is", "Here's", "OK, here is")
 ANSWER_PARTS = {"image": "a picture of {c} <image>", "audio": "the sound of {c} <audio>", "video": "a video of {c} <video>"}
-MUSIC_PARTS = {"audio": "{music} <audio>"}  # "Here is some calm music <audio>."
 VLOG_ANSWER = "Here is your {v} vlog: a picture <image>, a sound <audio> and a video <video>."
