@@ -1,6 +1,6 @@
 """Whether the toy audio decoder's sounds are the places' sounds: each place's share of energy in its band.
 
-    python benchmarks/bench_toyworld_sounds.py [--decoder checkpoints/toyworld/decoders/audio] [--seeds 2]
+    python benchmarks/bench_toyworld_sounds.py [--decoder checkpoints/toyworld/decoders/audio] [--seeds 3]
     python benchmarks/bench_toyworld_sounds.py --model toyworld      # also through the whole model: "<place> vlog"
 
 Every place's sound has at least 70 % of its energy in a band of its own (nextmm/toyworld/concepts.py; the
@@ -14,7 +14,12 @@ where a place's sound is lost:
                and guidance as the decoder config says
     vlog       (with --model) the whole model answering "<place> vlog": LLM, output projector, decoder
 
-It prints a Markdown table for docs/toyworld.md (the mean over seeds, seeds apart) and, with --json, the figures.
+and how much a place's sounds differ from seed to seed, against how much the world's own sounds of it differ
+(tempo, pitch, rhythm): the mean L1 distance between the log-mels of two samples, over every pair of seeds, for
+the world's sounds and for the decoder's (`caption`); a ratio near 1 is a decoder that varies as the world does,
+near 0 one sound per caption.
+
+It prints Markdown tables for docs/toyworld.md (the mean over seeds, seeds apart) and, with --json, the figures.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ STEPS = ("world", "vocoder", "vae", "caption")
 
 
 @torch.no_grad()
-def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, list[float]]]:
-    """{place: {step: [share per seed]}}."""
+def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict]:
+    """({place: {step: [share per seed]}}, {place: {"world" | "caption": log-mel spread over seeds}})."""
     settings = load_model_config("toyworld").decoders.audio  # the shipped decoder's render settings
     decoders = Decoders({"audio": {**{k: v for k, v in settings.items() if k != "components"}, "path": decoder}})
     pipe, spec = decoders.pipeline("audio"), decoder_media_spec(decoders, "audio")
@@ -53,6 +58,7 @@ def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, 
 
         chat = NextMM.from_config(model)
     shares: dict[str, dict[str, list[float]]] = {}
+    mels: dict[str, dict[str, list[torch.Tensor]]] = {c: {"world": [], "caption": []} for c in CONCEPT_NAMES}
     with tempfile.TemporaryDirectory() as scratch:
         for concept in CONCEPT_NAMES:
             band = CONCEPTS[concept].sound.band
@@ -67,6 +73,10 @@ def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, 
                                            num_inference_steps=settings.num_inference_steps,
                                            guidance_scale=settings.guidance_scale,
                                            generator=torch.Generator().manual_seed(seed), progress=False)[0]
+                caption_path = Path(scratch) / f"{concept}_{seed}_caption.wav"
+                soundfile.write(caption_path, rendered, rate)
+                mels[concept]["world"].append(mel[0, 0])
+                mels[concept]["caption"].append(load_decoder_media(spec, caption_path)[0])
                 row["world"].append(band_share(world, band, rate))
                 row["vocoder"].append(band_share(pipe.vocoder(mel[:, 0]).squeeze().numpy(), band, rate))
                 row["vae"].append(band_share(pipe.vocoder(pipe.vae.decode(latents).sample[:, 0]).squeeze().numpy(),
@@ -75,7 +85,22 @@ def measure(decoder: str, seeds: int, model: str | None) -> dict[str, dict[str, 
                 if chat:
                     turn = chat.chat(f"{concept} vlog", seed=seed, progress=False)  # no sound at all counts 0
                     row["vlog"].append(band_share(turn.audios[0], band, turn.sample_rate) if turn.audios else 0.0)
-    return shares
+    return shares, {concept: {kind: spread(found) for kind, found in kinds.items()} for concept, kinds in mels.items()}
+
+
+def spread(mels: list[torch.Tensor]) -> float:
+    """The mean L1 distance between two log-mels (T, M), over every pair."""
+    pairs = [(a - b).abs().mean() for i, a in enumerate(mels) for b in mels[i + 1:]]
+    return float(torch.stack(pairs).mean()) if pairs else float("nan")
+
+
+def spread_table(spreads: dict[str, dict[str, float]]) -> str:
+    lines = ["| place | world's sounds | decoder's | ratio |", "|---|---|---|---|"]
+    for concept, row in spreads.items():
+        lines.append(f"| {concept} | {row['world']:.2f} | {row['caption']:.2f} | {row['caption'] / row['world']:.2f} |")
+    ratios = [row["caption"] / row["world"] for row in spreads.values()]
+    lines.append(f"| all (median) | | | {np.median(ratios):.2f} |")
+    return "\n".join(lines)
 
 
 def table(shares: dict[str, dict[str, list[float]]]) -> str:
@@ -94,15 +119,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decoder", default=str(project_root() / "checkpoints" / "toyworld" / "decoders" / "audio"),
                         help="an audio decoder folder (a diffusers AudioLDM pipeline)")
-    parser.add_argument("--seeds", type=int, default=2, help="samples per place")
+    parser.add_argument("--seeds", type=int, default=3, help="samples per place (and seeds compared for the spread)")
     parser.add_argument("--model", default=None, help="also answer '<place> vlog' with this model (e.g. toyworld)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    shares = measure(args.decoder, args.seeds, args.model)
+    shares, spreads = measure(args.decoder, args.seeds, args.model)
     print(table(shares))
+    print()
+    print(spread_table(spreads))
     if args.json:
-        Path(args.json).write_text(json.dumps(shares, indent=1) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"shares": shares, "spreads": spreads}, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ For each modality of `modalities`, the pipeline's components are built as the de
              AudioLDM's log-mel spectrograms (1, frames, mel bins)): L1 reconstruction + a small KL, on random
              crops; then vae.config.scaling_factor = 1 / std of the latents, as Stable Diffusion's
     vocoder  audio only: SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
-             real audio + a multi-resolution STFT loss (no GAN)
+             real audio + a multi-resolution STFT loss + log band energies, and HiFi-GAN's adversarial and
+             feature-matching terms from its multi-period and multi-scale discriminators (nextmm.discriminators)
     clap     audio only: the CLAP text encoder, contrastively (InfoNCE) against a small log-mel encoder that is
              thrown away afterwards, as AudioLDM conditions on a pretrained CLAP. Its pooled embedding is the
              UNet's only conditioning; learned by denoising alone it stays the same for every caption
@@ -54,6 +55,7 @@ from nextmm.atomic import staged_file, staged_folder
 from nextmm.contrastive import InfoNCE
 from nextmm.data.decoder_media import AUDIO_FFT, LOG_FLOOR, DecoderMediaSpec, decoder_media_spec, load_decoder_media
 from nextmm.decoders import Decoders, build_pipeline, plain
+from nextmm.discriminators import WaveDiscriminators, discriminator_loss, feature_matching, generator_loss
 from nextmm.errors import ConfigError
 from nextmm.losses import min_snr_weights
 from nextmm.modality import MODALITIES
@@ -61,6 +63,7 @@ from nextmm.toyworld.features import NearestCentroid, audio_features, image_feat
 from nextmm.toyworld.language import canonical_caption, captions
 
 STAGE = "pretrain_decoders"
+PHASES = ("vae", "vocoder", "clap", "unet")  # in training order; audio alone has a vocoder and a CLAP
 FEATURES = {"image": image_features, "audio": audio_features, "video": video_features}
 STFT_RESOLUTIONS = ((256, 64), (1024, 256), (2048, 512))  # (n_fft, hop) of the vocoder's multi-resolution loss
 BANDS, BAND_RANGE, BAND_FFT, BAND_FLOOR = 32, (30.0, 8000.0), 2048, 1e-8  # the vocoder's log band-energy loss
@@ -261,27 +264,55 @@ def stft_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def band_loss(output: torch.Tensor, target: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """L1 between the log10 energies of BANDS log-spaced bands (B, L), each relative to the target's strongest band:
-    low frequencies weigh as much as high ones, and a floor the target does not have costs what it should."""
+    """L1 between the log10 energies of BANDS log-spaced bands (B, L) and the band below them, each relative to the
+    target's strongest band: low frequencies weigh as much as high ones, and a floor the target does not have costs
+    what it should."""
     window = torch.hann_window(BAND_FFT, device=output.device)
     power = [torch.stft(x, BAND_FFT, BAND_FFT // 4, window=window, return_complex=True).abs().pow(2).mean(-1)
              for x in (output, target)]  # (B, F)
     freqs = torch.fft.rfftfreq(BAND_FFT, 1 / sample_rate, device=output.device)
     edges = torch.logspace(math.log10(BAND_RANGE[0]), math.log10(BAND_RANGE[1]), BANDS + 1, device=output.device)
+    edges = torch.cat([edges.new_zeros(1), edges])  # and one band below: a DC offset or a rumble costs too
     members = ((freqs[None] >= edges[:-1, None]) & (freqs[None] < edges[1:, None])).float()  # (BANDS, F)
     out, ref = (p @ members.T for p in power)  # (B, BANDS)
     floor = ref.amax(-1, keepdim=True) * BAND_FLOOR
     return ((out + floor).log10() - (ref + floor).log10()).abs().mean()
 
 
-def vocoder_loss(vocoder: nn.Module, log_mel: LogMel, mels: torch.Tensor, waves: torch.Tensor,
+def vocoder_loss(output: torch.Tensor, waves: torch.Tensor, log_mel: LogMel, sample_rate: int,
                  band_weight: float) -> dict:
-    """Vocoder error on matching segments: mels (B, K, M), waves (B, K * hop)."""
-    output = vocoder(mels)  # (B, K * hop)
+    """The vocoder's spectral error on matching segments: output and waves (B, K * hop)."""
     mel_l1 = (log_mel(output) - log_mel(waves)).abs().mean()
     stft = stft_loss(output, waves)
-    bands = band_loss(output, waves, vocoder.config.sampling_rate)
+    bands = band_loss(output, waves, sample_rate)
     return {"loss": mel_l1 + stft + band_weight * bands, "mel_l1": mel_l1, "stft": stft, "bands": bands}
+
+
+class Adversary:
+    """HiFi-GAN's multi-period and multi-scale discriminators (nextmm.discriminators) with their own AdamW.
+    `terms(output, waves)` first updates the discriminators on the detached output, then returns the generator's
+    adversarial and feature-matching terms, weighted as `phase.adversarial` says."""
+
+    def __init__(self, settings: DictConfig, device: torch.device):
+        self.settings = settings
+        self.judge = WaveDiscriminators(settings.periods, settings.scales, settings.channels).to(device)
+        self.optimizer = torch.optim.AdamW(self.judge.parameters(), lr=settings.lr, betas=(0.8, 0.99))
+
+    def terms(self, output: torch.Tensor, waves: torch.Tensor) -> dict[str, torch.Tensor]:
+        real, _ = self.judge(waves)
+        fake, _ = self.judge(output.detach())
+        judged = discriminator_loss(real, fake)
+        self.optimizer.zero_grad(set_to_none=True)
+        judged.backward()
+        self.optimizer.step()
+        self.judge.requires_grad_(False)  # the generator's terms train the vocoder alone
+        with torch.no_grad():
+            _, real_maps = self.judge(waves)
+        fake, fake_maps = self.judge(output)
+        self.judge.requires_grad_(True)
+        adversarial, matching = generator_loss(fake), feature_matching(real_maps, fake_maps)
+        loss = self.settings.weight * adversarial + self.settings.feature_matching * matching
+        return {"loss": loss, "adversarial": adversarial, "feature_matching": matching, "discriminator": judged.detach()}
 
 
 class MelEncoder(nn.Module):
@@ -324,24 +355,28 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     log.info("%s: %d scenes, VAE data %s", modality, len(scenes), tuple(vae_data.shape))
 
     # 2. the VAE, then its latents' scale
-    start, phase, vae = time.perf_counter(), phase_cfg(cfg, "vae", modality), pipe.vae
-    vae.train().requires_grad_(True)
+    phases = set(cfg.phases)
+    if "vae" in phases:
+        start, phase, vae = time.perf_counter(), phase_cfg(cfg, "vae", modality), pipe.vae
+        vae.train().requires_grad_(True)
 
-    def vae_step() -> dict:
-        index = torch.randint(0, len(vae_data), (phase.batch_size,), generator=generator)
-        return vae_loss(vae, random_crop(vae_data[index], phase.crop, generator), phase.kl_weight)
+        def vae_step() -> dict:
+            index = torch.randint(0, len(vae_data), (phase.batch_size,), generator=generator)
+            return vae_loss(vae, random_crop(vae_data[index], phase.crop, generator), phase.kl_weight)
 
-    report["losses"]["vae"] = fit(f"{modality} vae", list(vae.parameters()), vae_step, phase, cfg)
-    vae.eval().requires_grad_(False)
-    latent_mean, latent_std = encode(vae, vae_data, phase.batch_size)
-    scale = latent_scale(latent_mean, latent_std, generator)
-    vae.register_to_config(scaling_factor=scale)
-    report["scaling_factor"] = scale
-    report["seconds"]["vae"] = time.perf_counter() - start
-    log.info("%s vae: scaling_factor %.4f (latents %s)", modality, scale, tuple(latent_mean.shape[1:]))
+        report["losses"]["vae"] = fit(f"{modality} vae", list(vae.parameters()), vae_step, phase, cfg)
+        vae.eval().requires_grad_(False)
+        latent_mean, latent_std = encode(vae, vae_data, phase.batch_size)
+        scale = latent_scale(latent_mean, latent_std, generator)
+        vae.register_to_config(scaling_factor=scale)
+        report["seconds"]["vae"] = time.perf_counter() - start
+        log.info("%s vae: scaling_factor %.4f (latents %s)", modality, scale, tuple(latent_mean.shape[1:]))
+    elif "unet" in phases:  # the folder's VAE, as it is
+        latent_mean, latent_std = encode(pipe.vae, vae_data, phase_cfg(cfg, "vae", modality).batch_size)
+    report["scaling_factor"] = pipe.vae.config.scaling_factor
 
     # 3. the vocoder (audio): the log-mels the VAE learned back to the waveforms they came from
-    if modality == "audio":
+    if modality == "audio" and "vocoder" in phases:
         start, phase, vocoder = time.perf_counter(), phase_cfg(cfg, "vocoder", modality), pipe.vocoder
         log_mel, mels = LogMel(spec).to(device), media[:, 0]  # (N, T, M)
         if vocoder.config.normalize_before:  # SpeechT5HifiGan standardises its input by these buffers
@@ -349,20 +384,26 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
             vocoder.scale.copy_(mels.std((0, 1)))
         vocoder.train().requires_grad_(True)
         segment, hop = min(phase.segment_frames, spec.frames), spec.hop_length
+        adversary = Adversary(phase.adversarial, device) if phase.adversarial.weight > 0 else None
 
         def vocoder_step() -> dict:
             index = torch.randint(0, len(mels), (phase.batch_size,), generator=generator)
             first = torch.randint(0, spec.frames - segment + 1, (phase.batch_size,), generator=generator)
             mel = torch.stack([mels[i, f : f + segment] for i, f in zip(index.tolist(), first.tolist())])
             wave = torch.stack([waves[i, f * hop : (f + segment) * hop] for i, f in zip(index.tolist(), first.tolist())])
-            return vocoder_loss(vocoder, log_mel, mel, wave, phase.band_weight)
+            output = vocoder(mel)  # (B, segment * hop)
+            terms = vocoder_loss(output, wave, log_mel, vocoder.config.sampling_rate, phase.band_weight)
+            if adversary is None:
+                return terms
+            gan = adversary.terms(output, wave)
+            return {**terms, **gan, "loss": terms["loss"] + gan["loss"]}
 
         report["losses"]["vocoder"] = fit("audio vocoder", list(vocoder.parameters()), vocoder_step, phase, cfg)
         vocoder.eval().requires_grad_(False)
         report["seconds"]["vocoder"] = time.perf_counter() - start
 
     # 4. the CLAP text encoder (audio), against the log-mels of the scenes its captions describe
-    if modality == "audio":
+    if modality == "audio" and "clap" in phases:
         start, phase, text_encoder = time.perf_counter(), phase_cfg(cfg, "clap", modality), pipe.text_encoder
         index_of = {c: i for i, c in enumerate(sorted({s["concept"] for s in scenes}))}
         labels = torch.tensor([index_of[s["concept"]] for s in scenes], device=device)
@@ -382,25 +423,27 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
         report["seconds"]["clap"] = time.perf_counter() - start
 
     # 5. the UNet (and the text encoder, where it trains), on the scaled latents
-    start, phase = time.perf_counter(), phase_cfg(cfg, "unet", modality)
-    latent_mean = unet_layout(modality, latent_mean, len(scenes)) * scale
-    latent_std = unet_layout(modality, latent_std, len(scenes)) * scale
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the decoder's training noise schedule
-    trained = [pipe.unet, pipe.text_encoder] if phase.train_text_encoder else [pipe.unet]
-    for module in trained:
-        module.train().requires_grad_(True)
+    if "unet" in phases:
+        start, phase = time.perf_counter(), phase_cfg(cfg, "unet", modality)
+        scale = pipe.vae.config.scaling_factor
+        latent_mean = unet_layout(modality, latent_mean, len(scenes)) * scale
+        latent_std = unet_layout(modality, latent_std, len(scenes)) * scale
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the decoder's training noise schedule
+        trained = [pipe.unet, pipe.text_encoder] if phase.train_text_encoder else [pipe.unet]
+        for module in trained:
+            module.train().requires_grad_(True)
 
-    def unet_step() -> dict:
-        index, latents = latent_batch(latent_mean, latent_std, phase, generator)
-        texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions,
-                              phase.caption_dropout)
-        return denoising_loss(pipe, noise_scheduler, modality, latents, texts, phase.snr_gamma)
+        def unet_step() -> dict:
+            index, latents = latent_batch(latent_mean, latent_std, phase, generator)
+            texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions,
+                                  phase.caption_dropout)
+            return denoising_loss(pipe, noise_scheduler, modality, latents, texts, phase.snr_gamma)
 
-    params = [p for module in trained for p in module.parameters()]
-    report["losses"]["unet"] = fit(f"{modality} unet", params, unet_step, phase, cfg)
-    for module in trained:
-        module.eval().requires_grad_(False)
-    report["seconds"]["unet"] = time.perf_counter() - start
+        params = [p for module in trained for p in module.parameters()]
+        report["losses"]["unet"] = fit(f"{modality} unet", params, unet_step, phase, cfg)
+        for module in trained:
+            module.eval().requires_grad_(False)
+        report["seconds"]["unet"] = time.perf_counter() - start
     return pipe, report, real
 
 
@@ -450,6 +493,12 @@ def train(cfg: DictConfig) -> dict:
         raise ConfigError(f"modalities={modalities}: use a non-empty list of {', '.join(MODALITIES)}")
     if missing := [m for m in modalities if m not in cfg.decoders]:
         raise ConfigError(f"no decoder config for {missing} in decoders")
+    phases = list(cfg.phases)
+    if not phases or set(phases) - set(PHASES):
+        raise ConfigError(f"phases={phases}: use a non-empty list of {', '.join(PHASES)}")
+    if set(phases) != set(PHASES) and (fresh := [m for m in modalities if not cfg.decoders[m].get("path")]):
+        raise ConfigError(f"phases={phases} leaves parts untrained: set decoders.{fresh[0]}.path=<a trained "
+                          f"{fresh[0]} decoder folder> to start from, or train every phase")
     root, output_dir = Path(cfg.data_root), Path(cfg.output_dir)
     scenes = load_scenes(root)
     concepts = [scene["concept"] for scene in scenes]

@@ -85,6 +85,67 @@ def test_a_decoder_comes_out_the_same_whatever_is_trained_with_it(run, world, tm
         assert all(torch.equal(alone[key], with_others[key]) for key in alone), name
 
 
+def test_phases_retrain_the_vocoder_alone_from_a_trained_folder(run, world, tmp_path):
+    _, _, first = run
+    cfg = compose_config("stage/pretrain_decoders", [
+        f"data_root={world}", f"output_dir={tmp_path}", "modalities=[audio]", "phases=[vocoder]",
+        f"decoders.audio.path={first / 'audio'}", *FEW_STEPS])
+    pretrain_decoders.train(cfg)
+    for part in ("vae", "unet", "text_encoder", "vocoder"):
+        [before], [after] = ((root / "audio" / part).glob("*.safetensors") for root in (first, tmp_path))
+        before, after = load_file(before), load_file(after)
+        same = all(torch.equal(before[key], after[key]) for key in before)
+        assert same == (part != "vocoder"), part
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["audio"]
+    assert set(metrics["losses"]) == {"vocoder"} and "adversarial" not in metrics["losses"]
+
+
+def test_a_subset_of_phases_needs_a_folder_to_start_from(world, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("stage/pretrain_decoders", pretrain_decoders.main,
+                [f"data_root={world}", f"output_dir={tmp_path / 'out'}", "modalities=[audio]", "phases=[vocoder]"])
+    assert exit_.value.code == cli.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "set decoders.audio.path=" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_band_loss_sees_an_offset_below_the_lowest_band():
+    time = torch.arange(8192) / 16000
+    wave = 0.3 * torch.sin(2 * torch.pi * 300 * time)[None]
+    assert pretrain_decoders.band_loss(wave, wave, 16000) == 0
+    # a DC offset: all of it below 30 Hz, where the 32 log-spaced bands alone would not see it
+    assert pretrain_decoders.band_loss(wave + 0.05, wave, 16000) > 0.05
+
+
+def test_vocoder_learns_one_batch_with_the_discriminators(world):
+    torch.manual_seed(0)
+    cfg = compose_config("stage/pretrain_decoders", ["data_root=x", "output_dir=y"])
+    vocoder = build_pipeline("audio", cfg.decoders.audio).vocoder.train()
+    spec = DecoderMediaSpec("audio", sample_rate=16000, frames=128, mel_bins=64, hop_length=256)
+    paths = [world / scene["audio"] for scene in pretrain_decoders.load_scenes(world)[:2]]
+    waves = pretrain_decoders.load_waveforms(spec, paths)[:, 256 * 40: 256 * 56]  # 16 frames each
+    log_mel = pretrain_decoders.LogMel(spec)
+    mels = log_mel(waves)
+    adversary = pretrain_decoders.Adversary(cfg.vocoder.adversarial, torch.device("cpu"))
+    optimizer = torch.optim.Adam(vocoder.parameters(), lr=2e-3)
+    spectral = []
+    for _ in range(25):
+        output = vocoder(mels)
+        terms = pretrain_decoders.vocoder_loss(output, waves, log_mel, 16000, band_weight=3.0)
+        gan = adversary.terms(output, waves)
+        judged = [p.grad.clone() for p in adversary.judge.parameters()]
+        optimizer.zero_grad()
+        (terms["loss"] + gan["loss"]).backward()
+        optimizer.step()
+        spectral.append(float(terms["loss"]))
+        # the generator's terms reach the vocoder, not the discriminators
+        assert all(torch.equal(p.grad, g) for p, g in zip(adversary.judge.parameters(), judged))
+        assert all(p.grad is not None for p in vocoder.parameters())
+    assert np.isfinite(spectral).all() and spectral[-1] < 0.8 * spectral[0], spectral
+    assert float(gan["discriminator"]) > 0 and set(gan) == {"loss", "adversarial", "feature_matching", "discriminator"}
+
+
 def test_scaling_factor_is_one_over_the_latent_std(run, world):
     _, cfg, output = run
     pipe = build_pipeline("image", {"path": str(output / "image")})
