@@ -127,7 +127,8 @@ def test_vocoder_learns_one_batch_with_the_discriminators(world):
     waves = pretrain_decoders.load_waveforms(spec, paths)[:, 256 * 40: 256 * 56]  # 16 frames each
     log_mel = pretrain_decoders.LogMel(spec)
     mels = log_mel(waves)
-    adversary = pretrain_decoders.Adversary(cfg.vocoder.adversarial, torch.device("cpu"))
+    settings = OmegaConf.merge(cfg.vocoder.adversarial, {"weight": 0.05})  # the weight tried (0: no discriminators)
+    adversary = pretrain_decoders.Adversary(settings, torch.device("cpu"))
     optimizer = torch.optim.Adam(vocoder.parameters(), lr=2e-3)
     spectral = []
     for _ in range(25):

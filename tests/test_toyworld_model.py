@@ -17,9 +17,9 @@ from nextmm import NextMM
 from nextmm.claims import claimed_media
 from nextmm.config import load_model_config, project_root
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import concept_of, concepts_in, render_sample
-from nextmm.toyworld.concepts import CONCEPT_NAMES
-from nextmm.toyworld.features import NearestCentroid, audio_features, image_features, video_features
+from nextmm.toyworld import canonical_caption, concept_of, concepts_in, render_sample
+from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS
+from nextmm.toyworld.features import NearestCentroid, audio_features, band_share, image_features, video_features
 from nextmm.toyworld.word_vectors import word_vectors
 
 SHIPPED = project_root() / "checkpoints" / "toyworld"
@@ -88,6 +88,17 @@ def test_the_surf_vlogs_media_show_and_sound_like_a_beach(toyworld):
     assert by_video.predict(video_features(video)[None])[0] == "beach"
     by_sound = NearestCentroid().fit(np.stack([audio_features(s.audio) for s in samples]), labels)
     assert by_sound.predict(audio_features(turn.audios[0])[None])[0] == "beach"
+
+
+@pytest.mark.parametrize("place", ["forest", "snow", "rain"])
+def test_the_audio_decoder_gives_a_place_its_band(toyworld, place):
+    """The decoder alone, on the place's canonical caption: most of the energy where the world puts the place's
+    sound (benchmarks/bench_toyworld_sounds.py measures every place)."""
+    decoders, settings = toyworld.decoders, toyworld.config.decoders.audio
+    [sound] = decoders.render("audio", decoders.encode_text("audio", [canonical_caption(place, "audio")]),
+                              num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
+                              generator=torch.Generator().manual_seed(0), progress=False)
+    assert band_share(np.asarray(sound), CONCEPTS[place].sound.band, 16000) >= 0.7
 
 
 def test_a_text_question_gets_text_only(toyworld):

@@ -148,15 +148,32 @@ def chat(rng: np.random.Generator) -> Exchange:
 def describe(modality: str, rng: np.random.Generator) -> str:
     """A question about an attached medium ("what am I hearing?"); the answer names its place (language)."""
     ref = pick(rng, book.REFERENCES[modality])
+    if rng.random() < 0.35:  # introduced first: "listen to this, what is it?"
+        questions = book.IT_QUESTIONS + book.IT_BY_SENSE[modality]
+        return _unseen(lambda: typed(_led(modality, pick(rng, questions), rng), rng), "it")
     frames = book.DESCRIBE_FRAMES + book.DESCRIBE_BY_SENSE[modality]
     return _unseen(lambda: typed(pick(rng, frames).format(ref=ref), rng), ref)
 
 
 def cross_media(given: str, wanted: str, concept: str, rng: np.random.Generator) -> Exchange:
     """A request for another medium of an attached one's place: "make a sound that goes with this photo"."""
-    ref = pick(rng, book.REFERENCES[given])
-    prompt = _unseen(lambda: typed(pick(rng, book.CROSS_FRAMES[wanted]).format(ref=ref), rng), ref)
+    ref, way = pick(rng, book.REFERENCES[given]), rng.random()
+    if way < 0.35:  # introduced first, then a request for the place: "I took this photo. play the sound of it"
+        def draw() -> str:
+            return _led(given, _asked_once(wanted, pick(rng, book.SCENE_ANAPHORS), rng, short=False), rng)
+    elif way < 0.55:  # by the wanted medium's noun: "this sound as a picture"
+        def draw() -> str:
+            return pick(rng, book.AS_FRAMES).format(ref=ref, noun=pick(rng, book.NOUNS[wanted]))
+    else:
+        def draw() -> str:
+            return pick(rng, book.CROSS_FRAMES[wanted]).format(ref=ref)
+    prompt = _unseen(lambda: typed(draw(), rng), ref)
     return Exchange(prompt, answer([wanted], concept, rng), (wanted,))
+
+
+def _led(given: str, rest: str, rng: np.random.Generator) -> str:
+    """``rest`` after a sentence that hands the attached medium over: "listen to this, what is it?"."""
+    return f"{pick(rng, book.ATTACH_LEADS[given])}{pick(rng, book.LEAD_JOINS)}{rest}"
 
 
 def follow_up(wanted: str, concept: str, rng: np.random.Generator) -> Exchange:
@@ -194,8 +211,11 @@ def _asked(media: list[str], x: str, concept: str | None, rng: np.random.Generat
 
 def _again(medium: str, concept: str | None, rng: np.random.Generator) -> str:
     """A further medium of the same place: "let me hear it", or naming what is there: "let me hear the waves"."""
-    if concept is None or rng.random() < 0.6:
+    way = rng.random()
+    if concept is None or way < 0.45:
         return pick(rng, book.AGAIN[medium])
+    if way < 0.6:  # "record its sound too"
+        return pick(rng, book.AGAIN_ITS).format(verb=pick(rng, book.ITS_VERBS[medium]), short=pick(rng, book.SHORT[medium]))
     named = book.SOUNDS[concept] if medium == "audio" else book.PLACES[concept]
     return pick(rng, book.AGAIN_NAMED[medium]).format(y=pick(rng, named))
 
@@ -220,10 +240,10 @@ def _detailed(request: str, concept: str, rng: np.random.Generator, share: float
     return text + ("?" if question_mark else "")
 
 
-def _asked_once(medium: str, x: str, rng: np.random.Generator) -> str:
+def _asked_once(medium: str, x: str, rng: np.random.Generator, short: bool = True) -> str:
     """One medium, by a verb ("sketch {x}"), a noun ("a still of {x}"), a sense ("let me hear {x}"), a clause
-    ("show me what {x} looks like") or a short form ("{x} pic")."""
-    way = rng.random()
+    ("show me what {x} looks like") or, where ``short``, a short form ("{x} pic")."""
+    way = rng.random() * (1.0 if short else 0.87)
     if way < 0.3:
         return _fill(rng, pick(rng, book.VERB_FRAMES), vp=f"{pick(rng, book.VERBS[medium])} {x}")
     if way < 0.65:

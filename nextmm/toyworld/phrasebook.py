@@ -194,6 +194,11 @@ AGAIN = {
     "video": ("make a clip of it", "animate it", "a video too", "a video of it", "also a clip",
               "film it as well", "let me watch it", "some footage too", "make it move", "show it moving"),
 }
+# ... or by what it has: "film the coast and record its sound too" ({verb} of ITS_VERBS, {short} of SHORT).
+AGAIN_ITS = ("{verb} its {short} too", "and its {short}", "with its {short}", "{verb} its {short} as well",
+             "plus its {short}", "its {short} too", "and {verb} its {short}")
+ITS_VERBS = {"image": ("draw", "paint", "show me", "snap", "sketch"), "audio": ("record", "play", "capture", "give me"),
+             "video": ("film", "show me", "shoot", "animate")}
 # ... or naming again what to see or hear there: "... and let me hear the waves" ({y}: SOUNDS, or a place name).
 AGAIN_NAMED = {
     "image": ("show me {y}", "draw {y}", "a picture of {y}", "paint {y} too", "let me see {y}"),
@@ -343,6 +348,33 @@ DESCRIBE_BY_SENSE = {
     "video": ("what happens in {ref}?", "what is going on here?", "what is moving in {ref}?",
               "what does {ref} show?"),
 }
+# A medium attached and introduced before what is asked about it: "listen to this, what is it?", "I took this
+# photo. make me a recording of the place".
+ATTACH_LEADS = {
+    "image": ("look at this", "I took this photo", "here's a picture", "check this out", "I uploaded a photo",
+              "see this image", "this is a photo I took", "here is my picture", "got this pic", "I drew this"),
+    "audio": ("listen to this", "I recorded this", "here's a recording", "check this out", "I uploaded a sound",
+              "hear this", "this is a recording I made", "here is some audio", "got this audio", "I taped this"),
+    "video": ("watch this", "I filmed this", "here's a clip", "check this out", "I uploaded a video",
+              "look at this video", "this is a video I shot", "here is my clip", "got this footage", "I made this video"),
+}
+LEAD_JOINS = (", ", " and ", ". ", " - ", "! ", ": ", " so ")
+IT_QUESTIONS = ("what is it?", "tell me what it is", "where is it?", "what place is it?", "where was it made?",
+                "what do you think it is?", "can you tell what it is?", "what's in it?", "describe it",
+                "what kind of place is it?", "guess the place", "any idea where that is?", "what is that place?")
+IT_BY_SENSE = {
+    "image": ("what does it show?", "what do you see?", "what's in the picture?", "what landscape is it?"),
+    "audio": ("what does it sound like to you?", "what am I listening to?", "what kind of sound is it?",
+              "what is making that noise?", "what do you hear?", "what kind of sound is that?"),
+    "video": ("what happens in it?", "what is going on?", "what is moving?", "what do you see?"),
+}
+# The attached medium's place, referred to in a request for another medium: "draw the scene".
+SCENE_ANAPHORS = ("the scene", "that place", "the place", "it", "this place", "the same place", "the same scene",
+                  "the spot", "where it is", "that scene")
+# X -> Y by the wanted medium's noun: "this sound as a picture" ({ref}; {noun} of NOUNS).
+AS_FRAMES = ("{ref} as {noun}", "turn {ref} into {noun}", "make {ref} into {noun}", "give me {ref} as {noun}",
+             "I'd like {ref} as {noun}", "convert {ref} to {noun}", "can I have {ref} as {noun}?",
+             "redo {ref} as {noun}", "show {ref} as {noun}", "I want {ref} as {noun}", "change {ref} into {noun}")
 # X -> Y: another medium of the attached one's place, by the wanted medium ({ref} the attachment).
 CROSS_FRAMES = {
     "image": ("draw {ref}", "paint the place in {ref}", "make a picture of {ref}", "show me what {ref} looks like",
