@@ -27,6 +27,16 @@ Judgement = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # logits per su
 LEAK = 0.1  # leaky ReLU slope, as HiFi-GAN's
 
 
+def _convolved(x: torch.Tensor, convs: nn.ModuleList, out: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A sub-discriminator's pass: leaky-ReLU convolutions, then the output layer; (B, logits) and every map."""
+    features = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), LEAK)
+        features.append(x)
+    x = out(x)
+    return x.flatten(1), [*features, x]
+
+
 class PeriodDiscriminator(nn.Module):
     """One period p: (B, T) -> (B, 1, T / p, p), strided 2-d convolutions over time, kernel (k, 1)."""
 
@@ -44,14 +54,7 @@ class PeriodDiscriminator(nn.Module):
         batch, length = wave.shape
         if length % self.period:
             wave = nn.functional.pad(wave, (0, self.period - length % self.period), mode="reflect")
-        x = wave.view(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LEAK)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _convolved(wave.view(batch, 1, -1, self.period), self.convs, self.out)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -68,13 +71,7 @@ class ScaleDiscriminator(nn.Module):
         self.out = weight_norm(nn.Conv1d(widths[-1], 1, 3, padding=1))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, features = wave[:, None], []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LEAK)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _convolved(wave[:, None], self.convs, self.out)
 
 
 class MultiPeriodDiscriminator(nn.Module):
