@@ -10,8 +10,9 @@ For each modality of `modalities`, the pipeline's components are built as the de
              AudioLDM's log-mel spectrograms (1, frames, mel bins)): L1 reconstruction + a small KL, on random
              crops; then vae.config.scaling_factor = 1 / std of the latents, as Stable Diffusion's
     vocoder  audio only: SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
-             real audio + a multi-resolution STFT loss + log band energies, and HiFi-GAN's adversarial and
-             feature-matching terms from its multi-period and multi-scale discriminators (nextmm.discriminators)
+             real audio + a multi-resolution STFT loss + log band energies; with vocoder.adversarial.weight > 0
+             also HiFi-GAN's adversarial and feature-matching terms from its multi-period and multi-scale
+             discriminators (nextmm.discriminators)
     clap     audio only: the CLAP text encoder, contrastively (InfoNCE) against a small log-mel encoder that is
              thrown away afterwards, as AudioLDM conditions on a pretrained CLAP. Its pooled embedding is the
              UNet's only conditioning; learned by denoising alone it stays the same for every caption
@@ -23,7 +24,9 @@ For each modality of `modalities`, the pipeline's components are built as the de
 Each pipeline is written with save_pretrained to <output_dir>/<modality>/ (decoders.<modality>.path=<it> loads it).
 Each modality draws from random streams of its own (derived from `seed` and the modality), so `modalities=[image]`
 retrains the image decoder exactly as a full run would, and the other decoders do not change with its recipe.
-A decoder config with `path` set starts from that folder instead of random weights. The quality check renders
+A decoder config with `path` set starts from that folder instead of random weights, and `phases` (default: all
+four) names the parts trained: `phases=[vocoder] decoders.audio.path=<folder>` gives that decoder a new vocoder
+and keeps its VAE, CLAP and UNet to the byte. The quality check renders
 every concept's canonical caption through nextmm.decoders.Decoders from the written folder, with the config's
 num_inference_steps and guidance_scale, and classifies the media by the nearest centroid of the real training
 media's features (nextmm/toyworld/features.py). metrics.json holds, per modality, that accuracy (overall and per
