@@ -47,7 +47,7 @@ def test_the_discriminators_learn_to_tell_a_tone_from_noise():
     for _ in range(100):
         tone, noise = batch()
         loss = discriminator_loss(judge(tone)[0], judge(noise)[0])
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
