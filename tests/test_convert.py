@@ -247,6 +247,7 @@ def test_cli_converts_and_reports_errors_in_one_line(release, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         cli.run("convert", main, [f"source={release[0]}", f"output={tmp_path / 'cli'}", "model=tiny"])
     assert done.value.code == 0 and (tmp_path / "cli" / "projectors.safetensors").is_file()
+    assert "INFO nextmm.convert: converted" in capsys.readouterr().err
     with pytest.raises(SystemExit) as failed:
         cli.run("convert", main, [f"source={tmp_path / 'nowhere'}", f"output={tmp_path / 'x'}", "model=tiny"])
     err = capsys.readouterr().err.strip()

@@ -1,0 +1,105 @@
+"""Every command is a Hydra application: --cfg, -m sweeps into their own run folders, .hydra/ and the log file."""
+
+import importlib.util
+import json
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from nextmm import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@cache
+def encoder_side():
+    spec = importlib.util.spec_from_file_location("stages_encoder_side_hydra", ROOT / "stages" / "encoder_side.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_stage(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run("stage/encoder_side", encoder_side(), argv, command="python stages/encoder_side.py")
+    return exit_info.value.code
+
+
+def tiny_run(root, *extra):
+    return ["model=tiny", "data=cc3m", f"data.root={root}", "data.num_workers=0", "train.max_steps=1",
+            "train.batch_size=2", "logging.every=1000", *extra]
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(capsys, tmp_path):
+    assert run_stage(["model=tiny", "seed=7", f"output_dir={tmp_path / 'run'}", "--cfg", "job"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed"] == 7 and printed["trainable"] == ["input_projector"]
+    assert printed["model"]["name"] == "tiny" and printed["output_dir"] == str(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_writes_its_config_overrides_and_log_into_output_dir(root, tmp_path):
+    out = tmp_path / "run"
+    assert run_stage(tiny_run(root, f"output_dir={out}", "seed=3")) == 0
+    assert (out / "final" / "projectors.safetensors").is_file()
+    assert yaml.safe_load((out / ".hydra" / "config.yaml").read_text())["seed"] == 3
+    assert "seed=3" in yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())
+    logged = (out / "encoder_side.log").read_text()  # the stage's INFO lines, with times
+    assert "[nextmm.training][INFO] - trained parts written to" in logged
+
+
+def test_a_multirun_sweep_gives_each_job_its_own_run_folder(root, tmp_path):
+    sweep = tmp_path / "sweep"
+    assert run_stage(["-m", *tiny_run(root, "seed=0,1", f"hydra.sweep.dir={sweep}")]) == 0
+    for job, seed in enumerate((0, 1)):
+        folder = sweep / str(job)
+        assert (folder / "final" / "projectors.safetensors").is_file()
+        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+        assert config["seed"] == seed and config["output_dir"] == "${hydra:runtime.output_dir}"
+        assert (folder / "checkpoints" / "step-00000001").is_dir()
+    first, second = (load_file(sweep / job / "final" / "projectors.safetensors") for job in ("0", "1"))
+    assert any(not torch.equal(first[name], second[name]) for name in first)  # two seeds, two models
+
+
+def test_without_output_dir_a_stage_runs_in_hydras_folder(root, tmp_path):
+    assert run_stage(tiny_run(root, f"hydra.run.dir={tmp_path / 'hydra_run'}")) == 0
+    assert (tmp_path / "hydra_run" / "final" / "projectors.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["nope=1"], "error: bad override: Could not override 'nope'. (see --help for the keys)"),
+    (["-m", "seed=0,1", "output_dir=runs/x"], "error: under -m every job would write output_dir=runs/x: leave "
+     "output_dir unset (each job gets multirun/<date>/<time>/<job>/) or make it differ, e.g. "
+     "output_dir='runs/sweep/${hydra:job.num}'"),
+    (["-m", "seed=0,1", "nope=2"], "error: bad override: Could not override 'nope'. (see --help for the keys)"),
+    (["seed=[0,"], "error: bad override: "),
+])
+def test_user_errors_stay_one_line_with_exit_code_2(capsys, argv, message):
+    assert run_stage(["model=tiny", *argv]) == cli.USAGE_ERROR
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(message)
+
+
+def test_commands_without_a_run_folder_write_nothing(tmp_path, monkeypatch, capsys):
+    from nextmm.inspect import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run("inspect", main, ["model=tiny"])
+    assert exit_info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["input_projector"] > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hydras_flags_work_on_a_real_command_line(tmp_path):
+    import subprocess
+
+    command = [sys.executable, str(ROOT / "stages" / "encoder_side.py"), "--info", "defaults"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "model/tiny" in done.stdout and "data/pairs" in done.stdout
