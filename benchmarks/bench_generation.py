@@ -21,11 +21,11 @@ import time
 import torch
 
 from nextmm.cli import quiet_libraries
-from nextmm.conversation import Message, prompt_segments
-from nextmm.generation import Conversation
+from nextmm.inference.generation import Conversation
+from nextmm.inference.outputs import write_turn
+from nextmm.inference.prompt import Message, prompt_segments
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
-from nextmm.outputs import write_turn
 
 
 def median_pair(first, second, repeats: int) -> tuple[float, float]:

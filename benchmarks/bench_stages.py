@@ -5,7 +5,7 @@
 Runs each recipe in this process on generated fixture data (tests/fixtures/data_fixtures.py; media are
 read and preprocessed for ImageBind in `--workers` DataLoader processes). Then, alternating for a few rounds,
 the decoder side with alignment targets encoded on the fly by the decoders' text encoders and with targets
-precomputed by nextmm.precompute, and the encoder side with media read and encoded in every step and with
+precomputed by nextmm.data.precompute, and the encoder side with media read and encoded in every step and with
 precomputed ImageBind features. Throughput counts the steps after the first few (warm-up). Prints Markdown
 tables for docs/benchmarks.md.
 """
@@ -13,34 +13,26 @@ tables for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from nextmm import precompute
 from nextmm.cli import compose_config
+from nextmm.data import precompute
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))  # the recipes import their shared loop as `from loop import ...`
 WARMUP_STEPS = 3
-
-
-def load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(stage: str, data_root: Path, out: Path, args, *extra: str) -> dict:
     """Train ``stage`` for args.steps; samples/s and tokens/s over the steps after the warm-up."""
-    recipe = load(ROOT / "stages" / f"{stage}.py", f"stages_{stage}")
+    recipe = importlib.import_module(f"nextmm.recipes.{stage}")
     cfg = compose_config(f"stage/{stage}", [
         f"data.root={data_root}", f"output_dir={out}", f"train.max_steps={args.steps}",
         f"train.batch_size={args.batch_size}", f"data.num_workers={args.workers}", "logging.every=1000",
@@ -80,7 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    fixtures = load(ROOT / "tests" / "fixtures" / "data_fixtures.py", "data_fixtures")
+    spec = importlib.util.spec_from_file_location("data_fixtures", ROOT / "tests" / "fixtures" / "data_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)  # the test suite's small data set in every format
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

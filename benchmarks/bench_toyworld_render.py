@@ -4,7 +4,7 @@
 
 Renders `--samples` scenes of each concept in this process (nothing is written) and prints a Markdown table
 for docs/benchmarks.md: the median and slowest milliseconds a sample. The world's build
-(`python -m nextmm.toyworld.build`) renders each of its scenes so, in `workers` processes, and encodes the files.
+(`python -m nextmm world`) renders each of its scenes so, in `workers` processes, and encodes the files.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whether the toy audio decoder's sounds are the places' sounds: each place's share of energy in its band.
 
-    python benchmarks/bench_toyworld_sounds.py [--decoder checkpoints/toyworld/decoders/audio] [--seeds 3]
+    python benchmarks/bench_toyworld_sounds.py [--decoder nextmm/toyworld/checkpoint/decoders/audio] [--seeds 3]
     python benchmarks/bench_toyworld_sounds.py --model toyworld      # also through the whole model: "<place> vlog"
 
 Every place's sound has at least 70 % of its energy in a band of its own (nextmm/toyworld/concepts.py; the
@@ -33,9 +33,9 @@ import numpy as np
 import soundfile
 import torch
 
-from nextmm.config import load_model_config, project_root
+from nextmm.config import load_model_config, package_root
 from nextmm.data.decoder_media import decoder_media_spec, load_decoder_media
-from nextmm.decoders import Decoders
+from nextmm.parts.decoders import Decoders
 from nextmm.toyworld import canonical_caption
 from nextmm.toyworld.build import derive_seed
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS
@@ -117,7 +117,7 @@ def table(shares: dict[str, dict[str, list[float]]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decoder", default=str(project_root() / "checkpoints" / "toyworld" / "decoders" / "audio"),
+    parser.add_argument("--decoder", default=str(package_root() / "toyworld" / "checkpoint" / "decoders" / "audio"),
                         help="an audio decoder folder (a diffusers AudioLDM pipeline)")
     parser.add_argument("--seeds", type=int, default=3, help="samples per place (and seeds compared for the spread)")
     parser.add_argument("--model", default=None, help="also answer '<place> vlog' with this model (e.g. toyworld)")

@@ -3,7 +3,7 @@
     python benchmarks/gpu_full_size.py                      # nextgpt_7b on CUDA, fp16, with and without offload
     python benchmarks/gpu_full_size.py --reduced            # the tiny model on CPU (what the tests run)
 
-Nothing is downloaded: every part is built from the architecture in conf/ and initialised randomly on
+Nothing is downloaded: every part is built from the architecture in nextmm/conf/ and initialised randomly on
 the device. Reported per step of a text -> text + image + audio + video turn: latency and peak memory
 (CUDA only), once with everything resident and once with ImageBind and the decoders offloaded to CPU
 memory between uses. Then one modality-switching training step (LoRA + projectors + new token rows):
@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from nextmm.cli import quiet_libraries
+from nextmm.cli.inspect import stage_parts
 from nextmm.config import load_model_config
-from nextmm.decoders import build_pipeline
-from nextmm.generation import Conversation
-from nextmm.inspect import stage_parts
+from nextmm.inference.generation import Conversation
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
-from nextmm.trainable import set_trainable
+from nextmm.parts.decoders import build_pipeline
+from nextmm.training.trainable import set_trainable
 
 # Dense bf16/fp16 tensor throughput, for model FLOPs utilisation.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

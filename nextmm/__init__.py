@@ -8,7 +8,7 @@
 __version__ = "0.1.0"
 
 # The model the commands and the notebook use when none is named.
-DEFAULT_MODEL = "toyworld"  # conf/model/toyworld.yaml: the small model trained on the toyworld, shipped
+DEFAULT_MODEL = "toyworld"  # nextmm/conf/model/toyworld.yaml: the small model trained on the toyworld, shipped
 
 __all__ = ["DEFAULT_MODEL", "NextMM"]
 

@@ -1,4 +1,4 @@
-"""Finding and composing configs: model names map to conf/model/<name>.yaml, paths to saved configs."""
+"""Finding and composing configs: model names map to nextmm/conf/model/<name>.yaml, paths to saved configs."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from nextmm.errors import ConfigError
 
 
 def conf_dir() -> Path:
-    """The config folder (the repository's conf/, installed as the package nextmm.conf)."""
+    """The config folder, nextmm/conf/ (the package nextmm.conf, which Hydra reads as pkg://nextmm.conf)."""
     return Path(str(files("nextmm.conf")))
 
 
-def project_root() -> Path:
-    return conf_dir().parent
+def package_root() -> Path:
+    """The installed nextmm package: the shipped configs and the toyworld model live under it."""
+    return Path(str(files("nextmm")))
 
 
 def available_models() -> list[str]:
@@ -50,7 +51,7 @@ def load_model_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
     # The group file composed as the primary config lands under "model.", so its overrides do too.
     overrides = [f"model.{o}" if not o.startswith(("model.", "+", "~")) else o for o in overrides]
     try:
-        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path has conf/
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its search path has nextmm/conf/
             cfg = compose(config_name=f"model/{name}", overrides=list(overrides))
         else:
             with initialize_config_dir(str(conf_dir()), version_base=None):
@@ -62,11 +63,11 @@ def load_model_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
 
 
 def resolve_path(path: str | Path | None) -> Path | None:
-    """A config path: absolute, or relative to the working directory, else to the project root."""
+    """A config path: absolute, or relative to the working directory, else to the package (``toyworld/checkpoint``)."""
     if path is None:
         return None
     path = Path(path)
     if path.is_absolute() or path.exists():
         return path
-    in_project = project_root() / path
-    return in_project if in_project.exists() else path
+    in_package = package_root() / path
+    return in_package if in_package.exists() else path

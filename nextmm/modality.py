@@ -25,7 +25,7 @@ def check_modality(modality: str) -> None:
         raise ValueError(f"unknown modality {modality!r}: use one of {', '.join(MODALITIES)}")
 
 
-# Words by which an answer names a medium it hands over ("Here is a picture ...": nextmm.claims).
+# Words by which an answer names a medium it hands over ("Here is a picture ...": nextmm.inference.claims).
 MEDIUM_WORDS = {
     "image": ("picture", "pictures", "image", "images", "photo", "photos", "photograph", "drawing", "illustration",
               "painting", "sketch", "snapshot", "still", "pic", "artwork", "postcard", "wallpaper", "portrait"),

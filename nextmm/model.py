@@ -5,7 +5,7 @@
     signal-token states --OutputProjector[modality]--> conditioning --Decoders[modality]--> image / audio / video
 
 The parts are built elsewhere and passed in; this file only wires them. What trains is decided in
-one place, `nextmm.trainable`.
+one place, `nextmm.training.trainable`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nextmm.config import load_model_config, resolve_path
-from nextmm.conversation import Media, Segment, Text
-from nextmm.decoders import Decoders
-from nextmm.encoder import ImageBindEncoder
-from nextmm.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.inference.prompt import Media, Segment, Text
+from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
-from nextmm.projectors import InputProjector, build_output_projectors
-from nextmm.signals import find_signal_spans
-from nextmm.weights import check_weights
+from nextmm.parts.decoders import Decoders
+from nextmm.parts.encoder import ImageBindEncoder
+from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.parts.projectors import InputProjector, build_output_projectors
+from nextmm.weights.required import check_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class NextMM(nn.Module):
         load_trained: bool = True,
         offload: bool = False,
     ) -> "NextMM":
-        """Build every part from a model config (a name in conf/model, a checkpoint folder, or a config).
+        """Build every part from a model config (a name in nextmm/conf/model, a checkpoint folder, or a config).
 
         ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
         None means ``nextmm.DEFAULT_MODEL``. ``offload=True`` (for CUDA) keeps ImageBind and the diffusion
@@ -124,7 +124,7 @@ class NextMM(nn.Module):
         model = cls(cfg, encoder, input_projector, llm, tokenizer, output_projectors, decoders)
         trained = resolve_path(cfg.get("trained"))
         if trained is not None and load_trained and not empty:
-            from nextmm.checkpoint import load_trained_parts
+            from nextmm.weights.trained import load_trained_parts
 
             load_trained_parts(model, trained)
         if not empty:
@@ -216,13 +216,13 @@ class NextMM(nn.Module):
         Media are paths or in-memory (PIL images, (waveform, rate), (frames, fps)); ``settings`` are
         GenerationSettings fields such as max_new_tokens, seed or outputs=["image"].
         """
-        from nextmm.generation import Conversation
+        from nextmm.inference.generation import Conversation
 
         return Conversation(self, **settings).say(prompt, images=images, audios=audios, videos=videos)
 
     def conversation(self, **settings):
         """A multi-turn conversation; earlier turns and their media stay in context."""
-        from nextmm.generation import Conversation
+        from nextmm.inference.generation import Conversation
 
         return Conversation(self, **settings)
 

@@ -1,14 +1,9 @@
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
 from fixtures.data_fixtures import make_fixture_data
-from nextmm.model import NextMM
 
-# The stage recipes import their shared loop as scripts do: from their own folder.
-sys.path.insert(0, str(Path(__file__).parents[1] / "stages"))
+from nextmm.model import NextMM
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nextmm.claims import claimed_media
+from nextmm.inference.claims import claimed_media
 from nextmm.modality import MODALITIES
 from nextmm.toyworld import asking, concept_of, concepts_in
 from nextmm.toyworld import language as lang
@@ -110,6 +110,6 @@ def test_typing_keeps_the_words_but_one(seed):
 def test_the_people_file_is_read_by_the_evaluation_alone():
     """The held-out file of people's wordings is never read to build training text: only eval names it."""
     root = Path(__file__).resolve().parents[1]
-    readers = [p.relative_to(root).as_posix() for folder in ("nextmm", "stages") for p in (root / folder).rglob("*.py")
+    readers = [p.relative_to(root).as_posix() for p in (root / "nextmm").rglob("*.py")
                if "people_prompts" in p.read_text(encoding="utf-8") or "PEOPLE_FILE" in p.read_text(encoding="utf-8")]
-    assert readers == ["nextmm/eval.py"]
+    assert readers == ["nextmm/toyworld/eval.py"]

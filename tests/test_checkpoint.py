@@ -2,10 +2,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from nextmm.checkpoint import load_trained_parts, save_trained_parts
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
-from nextmm.trainable import set_trainable
+from nextmm.training.trainable import set_trainable
+from nextmm.weights.trained import load_trained_parts, save_trained_parts
 
 
 def _perturb_trainable(model):

@@ -1,8 +1,8 @@
-"""Which media an answer's words hand over (nextmm.claims)."""
+"""Which media an answer's words hand over (nextmm.inference.claims)."""
 
 import pytest
 
-from nextmm.claims import claimed_media
+from nextmm.inference.claims import claimed_media
 
 
 @pytest.mark.parametrize("text, media", [

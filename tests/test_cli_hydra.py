@@ -1,9 +1,7 @@
 """Every command is a Hydra application: --cfg, -m sweeps into their own run folders, .hydra/ and the log file."""
 
-import importlib.util
 import json
 import sys
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -12,21 +10,16 @@ import yaml
 from safetensors.torch import load_file
 
 from nextmm import cli
+from nextmm.recipes import encoder_side
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@cache
-def encoder_side():
-    spec = importlib.util.spec_from_file_location("stages_encoder_side_hydra", ROOT / "stages" / "encoder_side.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def run_stage(argv):
     with pytest.raises(SystemExit) as exit_info:
-        cli.run("stage/encoder_side", encoder_side(), argv, command="python stages/encoder_side.py")
+        cli.run("stage/encoder_side", encoder_side.main, argv, command="python -m nextmm train encoder_side")
     return exit_info.value.code
 
 
@@ -50,7 +43,7 @@ def test_a_run_writes_its_config_overrides_and_log_into_output_dir(root, tmp_pat
     assert yaml.safe_load((out / ".hydra" / "config.yaml").read_text())["seed"] == 3
     assert "seed=3" in yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())
     logged = (out / "encoder_side.log").read_text()  # the stage's INFO lines, with times
-    assert "[nextmm.training][INFO] - trained parts written to" in logged
+    assert "[nextmm.training.checkpoints][INFO] - trained parts written to" in logged
 
 
 def test_a_multirun_sweep_gives_each_job_its_own_run_folder(root, tmp_path):
@@ -86,7 +79,7 @@ def test_user_errors_stay_one_line_with_exit_code_2(capsys, argv, message):
 
 
 def test_commands_without_a_run_folder_write_nothing(tmp_path, monkeypatch, capsys):
-    from nextmm.inspect import main
+    from nextmm.cli.inspect import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -99,7 +92,32 @@ def test_commands_without_a_run_folder_write_nothing(tmp_path, monkeypatch, caps
 def test_hydras_flags_work_on_a_real_command_line(tmp_path):
     import subprocess
 
-    command = [sys.executable, str(ROOT / "stages" / "encoder_side.py"), "--info", "defaults"]
+    command = [sys.executable, "-m", "nextmm", "train", "encoder_side", "--info", "defaults"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     assert "model/tiny" in done.stdout and "data/pairs" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_through_a_launcher_plugin(root, tmp_path):
+    """hydra/launcher=submitit_local: the plugin behind hydra/launcher=slurm, each job in its own process."""
+    import subprocess
+
+    command = [sys.executable, "-m", "nextmm", "train", "encoder_side", "-m", "hydra/launcher=submitit_local",
+               "model=tiny", "data=pairs", f"data.root={root}", "train.max_steps=1", "data.num_workers=0",
+               "logging.every=1000", "seed=0,1"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    assert (sweep / ".submitit").is_dir()  # the jobs went through submitit
+    for job, seed in (("0", 0), ("1", 1)):
+        assert (sweep / job / "final" / "projectors.safetensors").is_file()
+        assert yaml.safe_load((sweep / job / ".hydra" / "config.yaml").read_text())["seed"] == seed
+
+
+def test_the_slurm_launcher_config_composes(capsys):
+    assert run_stage(["model=tiny", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra",
+                      "-p", "hydra.launcher"]) == 0
+    launcher = yaml.safe_load(capsys.readouterr().out)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["tasks_per_node"]) == ("gpu", 1, 1)

@@ -1,4 +1,4 @@
-"""nextmm.convert on a synthetic official release: the official key names at the tiny model's shapes."""
+"""nextmm.weights.convert on a synthetic official release: the official key names at the tiny model's shapes."""
 
 import warnings
 
@@ -8,16 +8,21 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nextmm import cli
-from nextmm.checkpoint import EMBEDDINGS_FILE, save_trained_parts
 from nextmm.config import load_model_config
-from nextmm.convert import convert_checkpoint, convert_state, expected_tensors, main
 from nextmm.errors import ConfigError
-from nextmm.llm import added_tokens, character_tokenizer
 from nextmm.model import NextMM
+from nextmm.parts.llm import added_tokens, character_tokenizer
+from nextmm.weights.convert import (
+    convert_checkpoint,
+    convert_state,
+    expected_tensors,
+    main,
+)
+from nextmm.weights.trained import EMBEDDINGS_FILE, save_trained_parts
 
-HIDDEN, LAYERS, RANK, WIDTH = 64, 2, 8, 32  # conf/model/tiny.yaml
-ENCODER_DIM = 32  # conf/encoder/tiny.yaml out_embed_dim
-# modality -> (official prefix, queries, output width), from conf/decoders/tiny.yaml conditioning shapes
+HIDDEN, LAYERS, RANK, WIDTH = 64, 2, 8, 32  # nextmm/conf/model/tiny.yaml
+ENCODER_DIM = 32  # nextmm/conf/encoder/tiny.yaml out_embed_dim
+# modality -> (official prefix, queries, output width), from nextmm/conf/decoders/tiny.yaml conditioning shapes
 OFFICIAL_PROJECTORS = {
     "image": ("gen_text_hidden_fcs.0.", 77, 32),
     "video": ("gen_text_hidden_fcs_video.0.", 77, 32),
@@ -247,7 +252,7 @@ def test_cli_converts_and_reports_errors_in_one_line(release, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         cli.run("convert", main, [f"source={release[0]}", f"output={tmp_path / 'cli'}", "model=tiny"])
     assert done.value.code == 0 and (tmp_path / "cli" / "projectors.safetensors").is_file()
-    assert "INFO nextmm.convert: converted" in capsys.readouterr().err
+    assert "INFO nextmm.weights.convert: converted" in capsys.readouterr().err
     with pytest.raises(SystemExit) as failed:
         cli.run("convert", main, [f"source={tmp_path / 'nowhere'}", f"output={tmp_path / 'x'}", "model=tiny"])
     err = capsys.readouterr().err.strip()

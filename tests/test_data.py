@@ -9,15 +9,15 @@ import torch
 from omegaconf import OmegaConf
 
 from nextmm.config import conf_dir
-from nextmm.conversation import Media, Text
 from nextmm.data import BatchStream, Example, Skipped, build_dataset, collate
 from nextmm.data.dataset import ConversationDataset, around_outputs
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
 from nextmm.data.loader import ShardStream
 from nextmm.data.records import Source, load_annotations, read_source
 from nextmm.errors import ConfigError, MediaError
-from nextmm.llm import added_tokens, build_tokenizer
+from nextmm.inference.prompt import Media, Text
 from nextmm.modality import MODALITIES
+from nextmm.parts.llm import added_tokens, build_tokenizer
 from nextmm.toyworld.word_vectors import llama_tokenizer
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}

@@ -1,6 +1,5 @@
-"""The frozen diffusion decoders: tiny random pipelines from conf/decoders/tiny.yaml, the real diffusers classes."""
+"""The frozen diffusion decoders: tiny random pipelines from nextmm/conf/decoders/tiny.yaml, the real diffusers classes."""
 
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -9,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from nextmm.decoders import PIPELINES, Decoders, build_pipeline
+from nextmm.config import conf_dir
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.offline_tokenizers import clip_tokenizer, roberta_tokenizer
+from nextmm.parts.decoders import PIPELINES, Decoders, build_pipeline
+from nextmm.parts.tokenizers import clip_tokenizer, roberta_tokenizer
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "decoders"
+CONF = conf_dir() / "decoders"
 TINY = OmegaConf.load(CONF / "tiny.yaml")
 FULL = OmegaConf.load(CONF / "nextgpt_7b.yaml")
 CAPTIONS = ["a dog barking in the rain", "Hello, world!"]
@@ -205,7 +205,7 @@ def test_toyworld_bpe_makes_the_worlds_words_single_tokens(tmp_path):
     from nextmm.toyworld.language import canonical_caption
 
     tokenizer = roberta_tokenizer("toyworld_bpe", model_max_length=77)
-    assert len(tokenizer) <= 1024  # conf/decoders/toyworld.yaml's CLAP vocab_size
+    assert len(tokenizer) <= 1024  # nextmm/conf/decoders/toyworld.yaml's CLAP vocab_size
     assert (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) == (0, 1, 2)
     ids = tokenizer(canonical_caption("beach", "audio")).input_ids
     assert tokenizer.convert_ids_to_tokens(ids) == ["<s>", "Ġwaves", "Ġcrashing", "Ġon", "Ġthe", "Ġshore", "</s>"]

@@ -2,7 +2,7 @@
 
 import torch
 
-from nextmm.discriminators import (
+from nextmm.toyworld.discriminators import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
     WaveDiscriminators,

@@ -1,13 +1,14 @@
-"""nextmm.download without network: what to place where, resumable URL downloads, file selection."""
+"""nextmm.weights.download without network: what to place where, resumable URL downloads, file selection."""
 
 import io
 import urllib.error
 
 import pytest
 
-from nextmm import cli, download
+from nextmm import cli
 from nextmm.errors import UserError
-from nextmm.weights import IMAGEBIND_URL, PARTS
+from nextmm.weights import download
+from nextmm.weights.required import IMAGEBIND_URL, PARTS
 
 
 def _refuse(*args, **kwargs):
@@ -32,7 +33,7 @@ def test_offline_says_what_to_place_where_and_writes_nothing(offline, tmp_path, 
         cli.run("download", download.main, [f"dest={dest}"])
     out, err = capsys.readouterr()
     assert done.value.code == 2
-    not_info = [line for line in err.strip().splitlines() if not line.startswith("INFO nextmm.download: ")]
+    not_info = [line for line in err.strip().splitlines() if not line.startswith("INFO nextmm.weights.download: ")]
     assert len(not_info) == 1 and not_info[0].startswith("error: could not download")
     for part in PARTS.values():
         assert str(dest / part.folder) in out
@@ -41,7 +42,7 @@ def test_offline_says_what_to_place_where_and_writes_nothing(offline, tmp_path, 
                  "cerspense/zeroscope_v2_576w", "ChocoWu/nextgpt_7b_tiva_v0", "lmsys/vicuna-7b-delta-v0"):
         assert repo in out
     assert IMAGEBIND_URL in out and "apply_delta" in out
-    assert "python -m nextmm.convert" in out
+    assert "python -m nextmm convert" in out
     assert not dest.exists()  # nothing half-written
 
 

@@ -1,14 +1,18 @@
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nextmm.encoder import ImageBindEncoder, count_parameters, load_imagebind_model_module
+from nextmm.config import conf_dir
 from nextmm.errors import ConfigError
+from nextmm.parts.encoder import (
+    ImageBindEncoder,
+    count_parameters,
+    load_imagebind_model_module,
+)
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
+CONF = conf_dir() / "encoder"
 INPUT_SHAPES = {
     "image": (2, 3, 224, 224),
     "audio": (2, 3, 1, 128, 204),

@@ -7,7 +7,11 @@ import torch
 from PIL import Image
 
 from nextmm import cli
-from nextmm.eval import (
+from nextmm.modality import MODALITIES
+from nextmm.toyworld import CONCEPT_NAMES, concept_of
+from nextmm.toyworld import language as lang
+from nextmm.toyworld.build import build, plan
+from nextmm.toyworld.eval import (
     SECTIONS,
     EvalSet,
     accuracy_by,
@@ -26,10 +30,6 @@ from nextmm.eval import (
     text_to_x,
     text_to_x_prompts,
 )
-from nextmm.modality import MODALITIES
-from nextmm.toyworld import CONCEPT_NAMES, concept_of
-from nextmm.toyworld import language as lang
-from nextmm.toyworld.build import build, plan
 
 CONCEPTS = ["beach", "city"]
 FAST = ["model=tiny", "quiet=true", "limit=2", "max_new_tokens=4", "num_inference_steps=1"]

@@ -9,7 +9,7 @@ import soundfile
 from PIL import Image
 
 from nextmm import cli
-from nextmm.generate import main
+from nextmm.cli.generate import main
 
 FAST = ["model=tiny", "max_new_tokens=6", "num_inference_steps=2", "quiet=true"]
 
@@ -18,7 +18,7 @@ FAST = ["model=tiny", "max_new_tokens=6", "num_inference_steps=2", "quiet=true"]
 def surf_vlog(tmp_path_factory):
     """The README's command, asked for every output modality, in a fresh process."""
     out = tmp_path_factory.mktemp("run") / "out"
-    command = [sys.executable, "-m", "nextmm.generate", "prompt=surf vlog", f"output_dir={out}",
+    command = [sys.executable, "-m", "nextmm", "generate", "prompt=surf vlog", f"output_dir={out}",
                "outputs=[image,audio,video]", *FAST]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -28,7 +28,12 @@ def surf_vlog(tmp_path_factory):
 def test_result_json_lists_the_files(surf_vlog):
     out, result = surf_vlog
     data = json.loads((out / "result.json").read_text())
-    assert set(data) == {"prompt", "text", "outputs", "model", "seed", "timings_s"}
+    assert set(data) == {"prompt", "text", "outputs", "model", "seed", "settings", "timings_s"}
+    settings = data["settings"]  # every setting that shaped the turn, the decoders' resolved per modality
+    assert settings["max_new_tokens"] == 6 and settings["temperature"] == 0.0 and settings["keep_claims"] is True
+    assert settings["outputs"] == ["image", "audio", "video"] and settings["guidance_scale"] is None
+    assert settings["decoders"]["image"]["num_inference_steps"] == 2
+    assert settings["decoders"]["audio"]["guidance_scale"] > 0
     assert data["prompt"] == "surf vlog" and data["model"] == "tiny" and data["seed"] == 0
     assert [(o["modality"], o["path"]) for o in data["outputs"]] == [
         ("image", "image_0.png"), ("audio", "audio_0.wav"), ("video", "video_0.mp4")]
@@ -76,9 +81,11 @@ def bad_files(tmp_path_factory):
         ("model=nope", "unknown model config"),
         ("dtype=float8", "unknown dtype"),
         ("keep_claims=maybe", "keep_claims=maybe: give true or false"),
+        ("guidance_scale=-1", "guidance_scale=-1: give 0 or more"),
+        ("top_p=0", "top_p=0: give a number in (0, 1]"),
     ],
     ids=["missing", "corrupt-image", "corrupt-audio", "corrupt-video", "extension", "empty", "too-long",
-         "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims"],
+         "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims", "negative-guidance", "zero-top-p"],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, capsys, override, message):
     out = tmp_path / "out"
@@ -92,7 +99,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, c
 
 
 def test_bad_input_from_a_fresh_process_has_no_traceback(bad_files, tmp_path):
-    command = [sys.executable, "-m", "nextmm.generate", "prompt=hi", f"image={bad_files}/broken.png",
+    command = [sys.executable, "-m", "nextmm", "generate", "prompt=hi", f"image={bad_files}/broken.png",
                f"output_dir={tmp_path / 'out'}", *FAST]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2

@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nextmm import generation
-from nextmm.errors import UserError
-from nextmm.generation import SignalCompletion, _clean_text, _completion
+from nextmm.errors import ConfigError, UserError
+from nextmm.inference import generation
+from nextmm.inference.generation import SignalCompletion, _clean_text, _completion
 from nextmm.modality import MODALITIES
 
 FAST = {"max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
@@ -110,10 +110,32 @@ def test_unknown_setting_is_rejected(tiny_model):
 def test_render_settings_default_to_the_decoder_config():
     from types import SimpleNamespace
 
-    from nextmm.generation import decoder_default
+    from nextmm.inference.generation import decoder_default
 
     model = SimpleNamespace(decoders=SimpleNamespace(cfg={"image": {"guidance_scale": 3, "num_inference_steps": None},
                                                           "audio": {}}))
     assert decoder_default(model, "image", "guidance_scale") == 3.0
     assert decoder_default(model, "image", "num_inference_steps") == 50  # unset: the pipelines' own default
     assert decoder_default(model, "audio", "guidance_scale") == 7.5
+
+
+def test_a_guidance_scale_of_zero_renders_with_zero():
+    """No silent corrections: 0 means 0 (guidance off), and only None falls back to the decoder's value."""
+    from types import SimpleNamespace
+
+    from nextmm.inference.generation import GenerationSettings, render_settings
+
+    model = SimpleNamespace(decoders=SimpleNamespace(cfg={"image": {"guidance_scale": 3, "num_inference_steps": 9}}))
+    zero = GenerationSettings(guidance_scale=0.0)
+    assert render_settings(model, "image", zero) == {"num_inference_steps": 9, "guidance_scale": 0.0}
+    assert render_settings(model, "image", GenerationSettings())["guidance_scale"] == 3.0
+
+
+@pytest.mark.parametrize("setting", [{"num_inference_steps": 0}, {"guidance_scale": -1}, {"top_p": 0},
+                                     {"max_new_tokens": 2.5}, {"temperature": "hot"}, {"audio_seconds": 0}])
+def test_out_of_range_settings_are_errors(setting):
+    from nextmm.inference.generation import GenerationSettings
+
+    name = next(iter(setting))
+    with pytest.raises(ConfigError, match=f"^{name}="):
+        GenerationSettings().updated(**setting)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from nextmm import cli
-from nextmm.inspect import main
+from nextmm.cli.inspect import main
 
 KEYS = ["encoder", "input_projector", "llm", "lora", "output_projectors", "decoders", "trainable"]
 
@@ -48,7 +48,7 @@ def test_tiny_report_has_the_same_layout_and_is_small(capsys):
 
 
 def test_unknown_model_is_one_line_listing_the_available_ones():
-    result = subprocess.run([sys.executable, "-m", "nextmm.inspect", "model=nope"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "nextmm", "inspect", "model=nope"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown model config 'nope': available are nextgpt_7b, tiny, toyworld (or give a checkpoint folder with config.yaml)"]

@@ -4,12 +4,17 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from nextmm.conversation import Media, Message, prompt_segments
 from nextmm.data import Batch, Output
-from nextmm.losses import StageLoss, alignment_loss, denoising_loss, min_snr_weights
+from nextmm.inference.prompt import Media, Message, prompt_segments
 from nextmm.modality import signal_tokens
 from nextmm.model import NextMM
-from nextmm.trainable import set_trainable
+from nextmm.training.losses import (
+    StageLoss,
+    alignment_loss,
+    denoising_loss,
+    min_snr_weights,
+)
+from nextmm.training.trainable import set_trainable
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +123,7 @@ def test_answer_nll_is_the_next_token_loss_over_the_tokens_the_llm_may_emit(tied
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from nextmm.losses import answer_nll, emitted_tokens
+    from nextmm.training.losses import answer_nll, emitted_tokens
 
     torch.manual_seed(0)
     llm = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,

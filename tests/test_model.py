@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from nextmm.conversation import Media, Message, Text, prompt_segments
-from nextmm.llm import added_tokens
+from nextmm.inference.prompt import Media, Message, Text, prompt_segments
 from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.model import IGNORE_INDEX, MEDIA_POSITION
+from nextmm.parts.llm import added_tokens
 
 MEDIA_SHAPES = {"image": (3, 224, 224), "audio": (3, 1, 128, 204), "video": (15, 3, 2, 224, 224)}
 

@@ -1,23 +1,26 @@
-"""python -m nextmm.precompute: alignment targets and encoder features written once, read back, checked against
+"""python -m nextmm precompute: alignment targets and encoder features written once, read back, checked against
 the model that computed them."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from nextmm import cli, precompute
+from nextmm import cli
 from nextmm.cli import compose_config
-from nextmm.conversation import Media
-from nextmm.data import Skipped, build_dataset
-from nextmm.data.precomputed import Precomputed, decoder_fingerprints, encoder_fingerprints
+from nextmm.data import Skipped, build_dataset, precompute
+from nextmm.data.precomputed import (
+    Precomputed,
+    decoder_fingerprints,
+    encoder_fingerprints,
+)
 from nextmm.errors import ConfigError
-from nextmm.model import NextMM
+from nextmm.inference.prompt import Media
 from nextmm.modality import MODALITIES
-from nextmm.preprocess import load_media
+from nextmm.model import NextMM
+from nextmm.parts.preprocess import load_media
+from nextmm.recipes import encoder_side
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +155,13 @@ def test_features_of_another_encoder_or_other_media_are_refused(features, root, 
 
 
 def test_encoder_side_trains_the_same_from_features(root, tmp_path):
-    path = Path(__file__).parents[1] / "stages" / "encoder_side.py"
-    spec = importlib.util.spec_from_file_location("encoder_side", path)
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
     precompute.main(compose_config("precompute", [f"data.root={root}", f"output={tmp_path / 'f'}", "kind=features",
                                                    "num_workers=0"]))
 
     def losses(name, *extra):
         overrides = [f"data.root={root}", f"output_dir={tmp_path / name}", "data.num_workers=0", "train.max_steps=3",
                      "logging.every=1000", *extra]
-        return stage.train(compose_config("stage/encoder_side", overrides))["losses"]
+        return encoder_side.train(compose_config("stage/encoder_side", overrides))["losses"]
 
     assert losses("raw") == pytest.approx(losses("cached", f"features={tmp_path / 'f'}"), rel=1e-4)
 

@@ -15,8 +15,8 @@ import torchaudio
 from PIL import Image
 from torchvision import transforms
 
-from nextmm import preprocess as pp
 from nextmm.errors import MediaError
+from nextmm.parts import preprocess as pp
 
 DATA_PY = Path(importlib.util.find_spec("imagebind").submodule_search_locations[0]) / "data.py"
 

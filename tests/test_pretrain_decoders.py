@@ -1,10 +1,9 @@
 """The decoder pretraining recipe: a few steps of every phase on a tiny world write pipeline folders that
-nextmm.decoders loads and renders; the losses fall when overfitting; the vocoder inverts the VAE's own mels."""
+nextmm.parts.decoders loads and renders; the losses fall when overfitting; the vocoder inverts the VAE's own mels."""
 
 import json
 
 import numpy as np
-import pretrain_decoders
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -13,9 +12,9 @@ from safetensors.torch import load_file
 from nextmm import cli
 from nextmm.cli import compose_config
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
-from nextmm.decoders import Decoders, build_pipeline, count_parameters
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import render_sample
+from nextmm.parts.decoders import Decoders, build_pipeline, count_parameters
+from nextmm.toyworld import pretrain_decoders, render_sample
 from nextmm.toyworld.build import build
 from nextmm.toyworld.features import (
     NearestCentroid,
@@ -239,7 +238,7 @@ def test_toyworld_decoders_stay_small():
     assert list(cfg.modalities) == list(MODALITIES)
     total = sum(sum(count_parameters(build_pipeline(m, cfg.decoders[m], empty=True).components).values())
                 for m in MODALITIES)
-    # float32 safetensors of all three folders; checkpoints/toyworld/ may hold 40 MB, of which the encoder
+    # float32 safetensors of all three folders; nextmm/toyworld/checkpoint/ may hold 40 MB, of which the encoder
     # (8.6 MB), the LLM (4.4 MB) and the trained parts (about 1.5 MB) take about 15
     assert total * 4 < 25e6
 

@@ -1,9 +1,7 @@
 """The encoder pretraining recipe: InfoNCE and R@1, what trains, caption ids, a short run, and that it learns."""
 
-import importlib.util
 import math
 import re
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -11,20 +9,16 @@ import torch
 
 from nextmm import cli
 from nextmm.cli import compose_config
-from nextmm.contrastive import InfoNCE, retrieval_at_1
-from nextmm.encoder import ImageBindEncoder, text_token_ids
-from nextmm.toyworld import Settings
+from nextmm.parts.encoder import ImageBindEncoder, text_token_ids
+from nextmm.toyworld import Settings, pretrain_encoder
 from nextmm.toyworld.build import build
+from nextmm.training.contrastive import InfoNCE, retrieval_at_1
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@cache
 def recipe():
-    spec = importlib.util.spec_from_file_location("stages_pretrain_encoder", ROOT / "stages" / "pretrain_encoder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return pretrain_encoder
 
 
 @pytest.fixture(scope="module")

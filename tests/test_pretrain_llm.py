@@ -4,7 +4,6 @@ import json
 import math
 import re
 
-import pretrain_llm
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -12,17 +11,26 @@ from transformers import AutoTokenizer, LlamaForCausalLM
 
 from nextmm import cli
 from nextmm.errors import ConfigError
-from nextmm.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.inference.claims import claimed_media
 from nextmm.model import NextMM
+from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.toyworld import concept_of, pretrain_llm
+from nextmm.toyworld import language as lang
 from nextmm.toyworld.build import plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES
-from nextmm.toyworld import concept_of
-from nextmm.claims import claimed_media
-from nextmm.toyworld.corpus import (INSTRUCTION_KINDS, INSTRUCTIONS, NARRATIVES, OUTSIDE, corpus_documents, corpus_text,
-                                    instruction, stand_in, strip_media)
-from nextmm.toyworld.word_vectors import llama_tokenizer, word_vectors
-from nextmm.toyworld import language as lang
+from nextmm.toyworld.corpus import (
+    INSTRUCTION_KINDS,
+    INSTRUCTIONS,
+    NARRATIVES,
+    OUTSIDE,
+    corpus_documents,
+    corpus_text,
+    instruction,
+    stand_in,
+    strip_media,
+)
 from nextmm.toyworld.language import WORDS, heldout_fragments
+from nextmm.toyworld.word_vectors import llama_tokenizer, word_vectors
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
 SMALL = ["architecture.intermediate_size=64", "architecture.num_hidden_layers=1", "architecture.num_attention_heads=2",
@@ -216,7 +224,8 @@ def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
         cli.run("stage/pretrain_llm", pretrain_llm.main, argv)
     assert exit_.value.code == 0
     folder = out / "llm"
-    assert sorted(p.name for p in out.iterdir()) == ["llm"]  # no staging folder left behind
+    # the run's .hydra/ and log, and no staging folder left behind
+    assert sorted(p.name for p in out.iterdir()) == [".hydra", "llm", "pretrain_llm.log"]
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     config = json.loads((folder / "config.json").read_text())
     assert (config["hidden_size"], config["num_hidden_layers"], config["dtype"]) == (256, 1, "float16")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nextmm.projectors import InputProjector, OutputProjector
+from nextmm.parts.projectors import InputProjector, OutputProjector
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])

@@ -4,12 +4,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nextmm.checkpoint import save_trained_parts
 from nextmm.config import load_model_config
-from nextmm.llm import character_tokenizer
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
-from nextmm.trainable import set_trainable
+from nextmm.parts.llm import character_tokenizer
+from nextmm.training.trainable import set_trainable
+from nextmm.weights.trained import save_trained_parts
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-from nextmm.signals import SignalSpan, find_signal_spans, next_signal_token
+from nextmm.inference.signals import SignalSpan, find_signal_spans, next_signal_token
 
 SIGNALS = {"image": [10, 11, 12], "audio": [20, 21]}
 

@@ -1,8 +1,7 @@
 """The three stage recipes on the tiny model and the fixture data: run, checkpoint, learn, resume, skip bad data."""
 
-import importlib.util
+import importlib
 import logging
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from nextmm import cli
-from nextmm.checkpoint import save_trained_parts
 from nextmm.cli import compose_config
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
+from nextmm.weights.trained import save_trained_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("encoder_side", "decoder_side", "modality_switching")
@@ -25,12 +24,8 @@ EXPECTED_CHANGES = {
 }
 
 
-@cache
 def recipe(stage):
-    spec = importlib.util.spec_from_file_location(f"stages_{stage}", ROOT / "stages" / f"{stage}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"nextmm.recipes.{stage}")
 
 
 def overrides(root, out, *extra):

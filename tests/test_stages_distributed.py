@@ -28,7 +28,7 @@ def test_encoder_side_runs_with_two_processes(tmp_path):
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        "stages/encoder_side.py", "data=pairs", f"data.root={data}", f"output_dir={out}",
+        "-m", "nextmm", "train", "encoder_side", "data=pairs", f"data.root={data}", f"output_dir={out}",
         "train.max_steps=2", "train.batch_size=2", "data.num_workers=0", "logging.every=1",
         "checkpoint.every=1", "ema.decay=1",  # final/ = the mean of the two steps' weights
     ]

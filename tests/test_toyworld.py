@@ -17,12 +17,19 @@ from nextmm.config import conf_dir
 from nextmm.data.dataset import read_sources
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.preprocess import load_media
+from nextmm.parts.preprocess import load_media
 from nextmm.toyworld import language as lang
 from nextmm.toyworld.build import build, main, plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS, concept_table
 from nextmm.toyworld.features import band_share
-from nextmm.toyworld.render import Settings, render_audio, render_image, render_sample, render_video, sample_scene
+from nextmm.toyworld.render import (
+    Settings,
+    render_audio,
+    render_image,
+    render_sample,
+    render_video,
+    sample_scene,
+)
 
 RATE = 16000
 

@@ -1,4 +1,4 @@
-"""The shipped toyworld model (checkpoints/toyworld/): real formats, the default, and a surf vlog in all four modalities."""
+"""The shipped toyworld model (nextmm/toyworld/checkpoint/): real formats, the default, and a surf vlog in all four modalities."""
 
 import json
 import subprocess
@@ -14,20 +14,26 @@ from safetensors.torch import load_file
 
 import nextmm
 from nextmm import NextMM
-from nextmm.claims import claimed_media
-from nextmm.config import load_model_config, project_root
+from nextmm.config import load_model_config, package_root
+from nextmm.inference.claims import claimed_media
 from nextmm.modality import MODALITIES
 from nextmm.toyworld import canonical_caption, concept_of, concepts_in, render_sample
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS
-from nextmm.toyworld.features import NearestCentroid, audio_features, band_share, image_features, video_features
+from nextmm.toyworld.features import (
+    NearestCentroid,
+    audio_features,
+    band_share,
+    image_features,
+    video_features,
+)
 from nextmm.toyworld.word_vectors import word_vectors
 
-SHIPPED = project_root() / "checkpoints" / "toyworld"
+SHIPPED = package_root() / "toyworld" / "checkpoint"
 
 
 def test_the_default_model_is_toyworld():
     assert nextmm.DEFAULT_MODEL == "toyworld"
-    assert load_model_config("toyworld").trained == "checkpoints/toyworld/trained"
+    assert load_model_config("toyworld").trained == "toyworld/checkpoint/trained"
 
 
 def test_shipped_weights_are_in_the_real_formats_and_small():
@@ -43,12 +49,12 @@ def test_shipped_weights_are_in_the_real_formats_and_small():
             "tokenizer/tokenizer.json", "config.yaml"} <= trained  # a peft adapter folder beside the projectors
     assert load_file(SHIPPED / "trained" / "projectors.safetensors")  # opens, without unpickling
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
-    assert size <= 60e6, f"checkpoints/toyworld holds {size / 1e6:.1f} MB, over the 60 MB budget"
+    assert size <= 60e6, f"nextmm/toyworld/checkpoint holds {size / 1e6:.1f} MB, over the 60 MB budget"
     assert not list(SHIPPED.rglob("*.bin")) and not list(SHIPPED.rglob("*.pkl"))
 
 
 def test_the_shipped_adapter_was_trained_with_the_model_configs_lora():
-    # conf/model/toyworld.yaml describes the shipped model; a LoRA setting changed there without a rebuild would
+    # nextmm/conf/model/toyworld.yaml describes the shipped model; a LoRA setting changed there without a rebuild would
     # describe weights that were never trained that way.
     lora = load_model_config("toyworld").llm.lora
     adapter = json.loads((SHIPPED / "trained" / "adapter" / "adapter_config.json").read_text())
@@ -131,7 +137,7 @@ def test_an_answer_never_claims_a_medium_it_does_not_produce(toyworld):
 
 def test_the_readme_command_writes_all_four_modalities(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "nextmm.generate", "prompt=surf vlog", f"output_dir={out}", "quiet=true"]
+    command = [sys.executable, "-m", "nextmm", "generate", "prompt=surf vlog", f"output_dir={out}", "quiet=true"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)  # not the repository's folder
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "result.json").read_text())

@@ -1,12 +1,12 @@
-"""The one-command toyworld rebuild (stages/toyworld.py): its plan, skipping finished steps, failures, export."""
+"""The one-command toyworld rebuild (nextmm/toyworld/rebuild.py): its plan, skipping finished steps, failures, export."""
 
 from pathlib import Path
 
 import pytest
 import torch
-import toyworld as rebuild  # stages/toyworld.py; conftest puts stages/ on sys.path
 from omegaconf import OmegaConf
 
+import nextmm.toyworld.rebuild as rebuild
 from nextmm.cli import compose_config
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
@@ -28,7 +28,7 @@ def test_plan_runs_every_recipe_in_order_on_the_run_s_own_parts(tmp_path):
     assert f"output={run / 'data'}" in by_name["world"].argv
     assert "concepts=[beach,city]" in by_name["world"].argv
     switching = by_name["modality_switching"].argv
-    assert switching[0].endswith("stages/modality_switching.py")
+    assert switching[:4] == ["-m", "nextmm", "train", "modality_switching"]
     assert "model=toyworld" in switching and "model.trained=null" in switching
     assert f"model.llm.path={run / 'pretrain_llm' / 'llm'}" in switching
     assert f"model.encoder.checkpoint={run / 'pretrain_encoder' / 'imagebind.pth'}" in switching
@@ -39,7 +39,7 @@ def test_plan_runs_every_recipe_in_order_on_the_run_s_own_parts(tmp_path):
     # the frozen encoder's features of each data set, computed once, read by the stages with input media
     for data, stage in (("toyworld_pairs", "encoder_side"), ("toyworld_instructions", "modality_switching")):
         precompute = by_name[f"features_{data.removeprefix('toyworld_')}"].argv
-        assert precompute[:3] == ["-m", "nextmm.precompute", "kind=features"] and f"data={data}" in precompute
+        assert precompute[:4] == ["-m", "nextmm", "precompute", "kind=features"] and f"data={data}" in precompute
         assert f"model.encoder.checkpoint={run / 'pretrain_encoder' / 'imagebind.pth'}" in precompute
         assert f"output={run / 'features' / data}" in precompute
         assert f"features={run / 'features' / data}" in by_name[stage].argv
@@ -50,10 +50,11 @@ def test_the_stage_commands_compose(tmp_path):
     """Every stage step's overrides compose against its recipe's config (no unknown key, no bad group)."""
     steps = rebuild.plan(config(tmp_path))
     for step in steps[4:6]:
-        assert compose_config("precompute", step.argv[2:]).kind == "features"
+        assert step.argv[:3] == ["-m", "nextmm", "precompute"]
+        assert compose_config("precompute", step.argv[3:]).kind == "features"
     for step in steps[6:]:
-        stage = Path(step.argv[0]).stem
-        cfg = compose_config(f"stage/{stage}", step.argv[1:])
+        assert step.argv[:3] == ["-m", "nextmm", "train"]
+        cfg = compose_config(f"stage/{step.argv[3]}", step.argv[4:])
         assert cfg.model.name == "toyworld"
         assert cfg.model.trained is None
         assert cfg.train.max_steps > 0

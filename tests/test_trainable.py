@@ -1,8 +1,8 @@
 import pytest
 
-from nextmm.inspect import STAGES, stage_parts
+from nextmm.cli.inspect import STAGES, stage_parts
 from nextmm.model import NextMM
-from nextmm.trainable import part_of, set_trainable, trainable_names
+from nextmm.training.trainable import part_of, set_trainable, trainable_names
 
 EXPECTED_PARTS = {
     "encoder_side": {"input_projector"},

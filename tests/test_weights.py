@@ -1,10 +1,10 @@
-"""nextmm.weights: every missing path of a real config, in one line."""
+"""nextmm.weights.required: every missing path of a real config, in one line."""
 
 import pytest
 
 from nextmm.config import load_model_config
 from nextmm.errors import ConfigError
-from nextmm.weights import PARTS, check_weights, missing_weights
+from nextmm.weights.required import PARTS, check_weights, missing_weights
 
 NEXTGPT_PATHS = [
     "checkpoints/imagebind_huge.pth",
@@ -37,7 +37,7 @@ def test_every_missing_path_of_nextgpt_7b_is_listed(nextgpt_cfg, empty_cwd):
     missing = missing_weights(nextgpt_cfg)
     assert [m.path for m in missing] == NEXTGPT_PATHS  # Vicuna's folder is also its tokenizer: listed once
     assert all(m.what and m.how for m in missing)
-    assert "python -m nextmm.download parts=[sd]" in missing[2].how
+    assert "python -m nextmm download parts=[sd]" in missing[2].how
     assert "apply_delta" in missing[1].how
 
 
@@ -48,7 +48,7 @@ def test_check_weights_is_one_line_naming_every_path(nextgpt_cfg, empty_cwd):
     assert "\n" not in message
     for path in NEXTGPT_PATHS:
         assert path in message
-    assert "python -m nextmm.download" in message and "docs/real_weights.md" in message
+    assert "python -m nextmm download" in message and "docs/real_weights.md" in message
 
 
 def test_present_parts_are_not_listed(nextgpt_cfg, empty_cwd):

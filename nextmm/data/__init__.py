@@ -1,6 +1,14 @@
 """Training data: NExT-GPT's annotation formats, read into prompt segments with preprocessed media."""
 
-from nextmm.data.dataset import Batch, ConversationDataset, Example, Output, Skipped, build_dataset, collate
+from nextmm.data.dataset import (
+    Batch,
+    ConversationDataset,
+    Example,
+    Output,
+    Skipped,
+    build_dataset,
+    collate,
+)
 from nextmm.data.loader import BatchStream
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Training samples: records become prompt segments with preprocessed media, in DataLoader workers.
 
-A sample is a conversation in NExT-GPT's prompt format (nextmm.conversation) whose assistant answers are
+A sample is a conversation in NExT-GPT's prompt format (nextmm.inference.prompt) whose assistant answers are
 the loss targets. Where an answer produces a medium, its signal tokens stand in the text and an `Output`
 carries what they are aligned to (the caption, its precomputed target if any, target media if asked).
 
@@ -22,13 +22,18 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from nextmm.config import resolve_path
-from nextmm.conversation import Media, Message, Segment, Text, prompt_segments
 from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
+from nextmm.data.precomputed import (
+    Precomputed,
+    decoder_fingerprints,
+    encoder_fingerprints,
+    media_key,
+)
 from nextmm.data.records import PLACEHOLDER, Record, Source, read_source
-from nextmm.data.precomputed import Precomputed, decoder_fingerprints, encoder_fingerprints, media_key
 from nextmm.errors import ConfigError, MediaError
+from nextmm.inference.prompt import Media, Message, Segment, Text, prompt_segments
 from nextmm.modality import MODALITIES, signal_tokens
-from nextmm.preprocess import load_media
+from nextmm.parts.preprocess import load_media
 
 MEDIA_TOKENS = 3  # <Img> [media] </Img>
 
@@ -240,9 +245,9 @@ def build_dataset(
     encoder_cfg: Mapping | None = None,
     decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
 ) -> ConversationDataset:
-    """The dataset of a data config (conf/data/<name>.yaml, plus the stage's ``data.max_length``).
+    """The dataset of a data config (nextmm/conf/data/<name>.yaml, plus the stage's ``data.max_length``).
 
-    ``targets`` / ``features``: folders from nextmm.precompute (kind=targets, computed with ``decoders_cfg``;
+    ``targets`` / ``features``: folders from nextmm.data.precompute (kind=targets, computed with ``decoders_cfg``;
     kind=features, with ``encoder_cfg``); each must cover every output caption / input medium (checked here, once).
     """
     records = read_sources(data_cfg, pairs=pairs, pair_prompt=pair_prompt)
@@ -276,5 +281,5 @@ def _check_covered(store: Precomputed, wanted: set[tuple[str, str]], what: str, 
         modality, key = missing[0]
         raise ConfigError(
             f"{len(missing)} {what} have no precomputed {row} in {folder} (first: {modality} {key[:60]!r}); rerun "
-            f"python -m nextmm.precompute kind={store.kind} with this data"
+            f"python -m nextmm precompute kind={store.kind} with this data"
         )

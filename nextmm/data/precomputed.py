@@ -1,6 +1,6 @@
 """Precomputed tensors: what a frozen model makes of the data, written once so that training never runs it.
 
-``python -m nextmm.precompute`` writes two kinds, read here:
+``python -m nextmm precompute`` writes two kinds, read here:
 
     targets    each output caption through its decoder's own text encoder (the alignment target of the
                decoder-side and modality-switching stages), keyed by caption
@@ -98,7 +98,7 @@ class Precomputed:
         if not index_path.is_file():
             raise ConfigError(
                 f"no precomputed {kind} in {self.folder} ({INDEX_FILE} missing); write them with "
-                f"python -m nextmm.precompute kind={kind} model=<model> data=<data> output=<folder>"
+                f"python -m nextmm precompute kind={kind} model=<model> data=<data> output=<folder>"
             )
         index = json.loads(index_path.read_text())
         self.modalities: dict = index["modalities"]
@@ -108,7 +108,7 @@ class Precomputed:
             if modality in owners and info[owner_field] != owners[modality]:
                 raise ConfigError(
                     f"{kind} in {self.folder} were computed for a different {modality} {owner_field} than this "
-                    f"model's; recompute them with python -m nextmm.precompute kind={kind} for this model, or pass "
+                    f"model's; recompute them with python -m nextmm precompute kind={kind} for this model, or pass "
                     f"{kind}=null"
                 )
         self._shards: dict[int, object] = {}

@@ -1,6 +1,6 @@
 """Reading the annotation files NExT-GPT trains on into one neutral form: conversations of turns.
 
-Nothing here opens a media file; a record only names its files. Formats (``format:`` in conf/data):
+Nothing here opens a media file; a record only names its files. Formats (``format:`` in nextmm/conf/data):
 
     caption_pairs (cc3m, webvid, audiocap)  [{"caption": ..., "image_name" | "video_name" | "audio_name": ...}]
     conversations (llava, t2m, mosit)       [{"conversations": [{"from": "human" | "gpt", "value": ...}], ...}]

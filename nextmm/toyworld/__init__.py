@@ -4,11 +4,23 @@
     render     Scene, render_image / render_video / render_audio, render_sample
     sound      the audio synthesisers
     language   captions, requests, questions and answers; train and held-out wordings
-    build      python -m nextmm.toyworld.build output=data/toyworld: the data set (docs/toyworld.md)
+    build      python -m nextmm world output=data/toyworld: the data set (docs/toyworld.md)
 """
 
-from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS, Concept, concept_table, get_concept
-from nextmm.toyworld.language import canonical_caption, captions, concept_of, concepts_in, phrase
+from nextmm.toyworld.concepts import (
+    CONCEPT_NAMES,
+    CONCEPTS,
+    Concept,
+    concept_table,
+    get_concept,
+)
+from nextmm.toyworld.language import (
+    canonical_caption,
+    captions,
+    concept_of,
+    concepts_in,
+    phrase,
+)
 from nextmm.toyworld.render import (
     Sample,
     Scene,

@@ -16,7 +16,7 @@ when it carries that medium's placeholder.
     unknown(rng).answer                   "I can't make that: I only know the beach, ..."
 
 No message is held-out wording of the world's own evaluation (``language.is_heldout_wording``): one that would
-be is drawn again, so ``python -m nextmm.eval``'s held-out templates stay unseen.
+be is drawn again, so ``python -m nextmm eval``'s held-out templates stay unseen.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""``python -m nextmm.toyworld.build output=data/toyworld seed=0 samples=200``: the toyworld data set.
+"""``python -m nextmm world output=data/toyworld seed=0 samples=200``: the toyworld data set.
 
-Writes NExT-GPT's data/ layout (so conf/data/*.yaml read it with ``data.root=<output>``), the aligned
+Writes NExT-GPT's data/ layout (so nextmm/conf/data/*.yaml read it with ``data.root=<output>``), the aligned
 scene list the encoder pretraining reads, and held-out evaluation files (layout: docs/toyworld.md):
 
     T_X_pair_data/{cc3m,webvid,audiocap}/     caption pairs + images/ videos/ audios/
@@ -485,9 +485,3 @@ def main(cfg) -> None:
                    eval_samples=cfg.eval_samples, eval_prompts=cfg.eval_prompts, concepts=concepts,
                    settings=settings, workers=cfg.workers)
     print(f"wrote the toyworld data set to {folder}")
-
-
-if __name__ == "__main__":
-    from nextmm import cli
-
-    cli.run("toyworld", main)

@@ -1,6 +1,6 @@
 """The toyworld's text, as the language model will read it: every conversation in the prompt format.
 
-The corpus of a built toyworld folder (``python -m nextmm.toyworld.build``) is every caption and every
+The corpus of a built toyworld folder (``python -m nextmm world``) is every caption and every
 instruction conversation of its training annotations (of MosIT the first ``instructions`` per concept), plus
 the world's generic wording (each concept's sentences, canonical captions, small talk). The held-out files
 under eval/ are left out, so evaluation wording stays unseen.
@@ -14,7 +14,7 @@ whatever stands there. An answer is cut where its outputs go ("... <audio>.") in
 around the signal runs (``data.dataset.around_outputs``), so the tokens before and after a run are the ones
 stage 3 trains; the signal tokens themselves are new words to the stages.
 
-A document is a conversation rendered with ``nextmm.conversation.prompt_segments``: a list of text
+A document is a conversation rendered with ``nextmm.inference.prompt.prompt_segments``: a list of text
 pieces that ``NextMM`` tokenizes one by one, so pretraining sees the same token boundaries as the stages.
 Then come conversations of the instruction grammar (``instruction``: requests and questions phrased
 every which way, the stand-in for a real LLM's instruction tuning), and last plain-text documents of
@@ -32,10 +32,10 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from nextmm.conversation import Message, Text, prompt_segments, tidy_spaces
 from nextmm.data.dataset import around_outputs
 from nextmm.data.records import MediaRef, Source, Turn, read_source
 from nextmm.errors import ConfigError
+from nextmm.inference.prompt import Message, Text, prompt_segments, tidy_spaces
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
 from nextmm.toyworld import asking
 from nextmm.toyworld import build as layout
@@ -44,7 +44,7 @@ from nextmm.toyworld.build import text_rng
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 
 Document = list[str]  # text pieces, tokenized one by one
-CAPTION_PROMPT = "Describe this {modality} briefly."  # as conf/stage/encoder_side.yaml's pair_prompt
+CAPTION_PROMPT = "Describe this {modality} briefly."  # as nextmm/conf/stage/encoder_side.yaml's pair_prompt
 NARRATIVES = 100  # plain general-text documents per concept
 INSTRUCTIONS = 800  # conversations in people's words per concept (nextmm.toyworld.asking)
 OUTSIDE = 1200  # conversations about no place: things outside the world, and small talk
@@ -95,7 +95,7 @@ def corpus_documents(root: str | Path) -> list[Document]:
     root = Path(root)
     if not (root / "manifest.json").is_file():
         raise ConfigError(f"not a toyworld folder (no manifest.json): {root}; build one with "
-                          "python -m nextmm.toyworld.build output=<folder>")
+                          "python -m nextmm world output=<folder>")
     return [render(turns) for turns in _conversations(root)] + generic_documents()
 
 

@@ -391,7 +391,7 @@ VLOG_ANSWERS = (
 # the phrases' "coast", "downpour", "gig") is used somewhere in this text, in other sentences, as a real
 # LLM has read every English word: held-out wording is new phrasing, never an unknown word. Only pretraining
 # reads these: the language model's corpus (corpus.py), and the encoder's general text (general_text in
-# stages/pretrain_encoder.py): GLOSSARY, ALT_TEXT and single NARRATIVE sentences (media_sentence). No held-out
+# nextmm/toyworld/pretrain_encoder.py): GLOSSARY, ALT_TEXT and single NARRATIVE sentences (media_sentence). No held-out
 # subject or phrase and no fixed part of a held-out template is ever written here (heldout_fragments;
 # narrative() and media_sentence() draw again where one would be).
 MEDIA_WORDS = {  # medium -> (verbs: "{p} likes to {verb} {x}", nouns: "{p} made {noun} of {x}", where it ends up)

@@ -408,7 +408,7 @@ FOLLOW_UPS = {
 
 # ------------------------------------------------------------------------------------------ answers
 # The answer to a request names each medium and the place, then the medium's placeholder: "Here is a picture of
-# the beach <image>." The answer opens with one of these (claims of the media, nextmm.claims reads them).
+# the beach <image>." The answer opens with one of these (claims of the media, nextmm.inference.claims reads them).
 OPENINGS = ("Here is", "Here you go:", "Sure! Here is", "Here's", "OK, here is")
 ANSWER_PARTS = {"image": "a picture of {c} <image>", "audio": "the sound of {c} <audio>", "video": "a video of {c} <video>"}
 VLOG_ANSWER = "Here is your {v} vlog: a picture <image>, a sound <audio> and a video <video>."

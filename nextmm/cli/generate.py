@@ -1,0 +1,86 @@
+"""``python -m nextmm generate prompt="surf vlog"``: one turn, written to files.
+
+Prints the text answer and the paths of what it wrote. Bad input is one line on stderr, exit code 2,
+and nothing is written.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from nextmm.errors import ConfigError, UserError
+from nextmm.inference.generation import Conversation, GenerationSettings, to_media
+from nextmm.inference.outputs import media_path, write_turn
+from nextmm.modality import MODALITIES
+from nextmm.model import NextMM
+
+SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
+            "num_frames", "audio_seconds", "seed", "keep_claims")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is available: use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ConfigError(f"unknown dtype {name!r}: use auto, {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+def as_list(value) -> list:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
+
+
+def turn_settings(cfg: DictConfig) -> dict:
+    """The generation settings the command line gives, checked (a bad value fails here, before the model loads)."""
+    settings = {key: cfg[key] for key in SETTINGS}
+    settings["outputs"] = as_list(cfg.outputs) or None
+    if not isinstance(cfg.keep_claims, bool):
+        raise ConfigError(f"keep_claims={cfg.keep_claims}: give true or false")
+    GenerationSettings().updated(**settings)
+    return settings
+
+
+def main(cfg: DictConfig) -> None:
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    output_dir = Path(cfg.output_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    settings = turn_settings(cfg)
+    timings = {}
+
+    # Read the inputs first: a bad file fails in a second, before any model is built.
+    start = time.perf_counter()
+    media = {m: [to_media(m, path) for path in as_list(cfg[m])] for m in MODALITIES}
+    if not cfg.prompt.strip() and not any(media.values()):
+        raise UserError("empty prompt and no media: give prompt=..., or image=, audio= or video= to respond to")
+    timings["read_inputs"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+    timings["load"] = time.perf_counter() - start
+
+    conversation = Conversation(model, progress=not cfg.quiet, **settings)
+    turn = conversation.say(cfg.prompt, images=media["image"], audios=media["audio"], videos=media["video"])
+    timings.update(turn.timings_s)
+
+    result = write_turn(turn, output_dir, prompt=cfg.prompt, model=cfg.model.name, seed=cfg.seed, timings_s=timings)
+
+    print(turn.text)
+    for modality, index in turn.outputs:
+        print(media_path(output_dir, modality, index))
+    print(result)

@@ -1,0 +1,43 @@
+"""``python -m nextmm inspect model=<name>``: parameter counts of every part, as one JSON object.
+
+The model is built on the meta device, so even the 7B configuration needs no weights and no memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from omegaconf import DictConfig, OmegaConf
+
+from nextmm.config import conf_dir
+from nextmm.modality import MODALITIES
+from nextmm.model import NextMM
+from nextmm.training.trainable import count_by_part
+
+STAGES = ("encoder_side", "decoder_side", "modality_switching")
+
+
+def stage_parts(stage: str) -> list[str]:
+    """The parts a stage trains, as its config declares them."""
+    return list(OmegaConf.load(conf_dir() / "stage" / f"{stage}.yaml").trainable)
+
+
+def parameter_report(model: NextMM) -> dict:
+    """Parameter counts in the layout of the NExT-GPT paper's table."""
+    parts = count_by_part(model)
+    return {
+        "encoder": parts["encoder"],
+        "input_projector": parts["input_projector"],
+        "llm": parts["llm"],
+        "lora": parts["lora"],
+        "output_projectors": {
+            m: sum(p.numel() for p in model.output_projectors[m].parameters()) for m in MODALITIES
+        },
+        "decoders": {m: model.decoders.num_parameters(m) for m in MODALITIES},
+        "trainable": {stage: sum(parts[p] for p in stage_parts(stage)) for stage in STAGES},
+    }
+
+
+def main(cfg: DictConfig) -> None:
+    model = NextMM.from_config(cfg.model, empty=True)
+    print(json.dumps(parameter_report(model)))

@@ -1,0 +1,1 @@
+"""One turn of any-to-any generation: the prompt, the signal tokens, the turn, what it writes."""

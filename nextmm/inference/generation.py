@@ -1,0 +1,326 @@
+"""One turn of any-to-any generation, and the conversation that keeps turns together.
+
+A turn is a numbered sequence of plain steps:
+    1. encode: the conversation (text and media) becomes LLM input embeddings
+    2. think: the LLM generates with its KV cache; signal runs are completed as they start
+    3. collect: last-layer states of every generated token, from generation plus one cached forward
+    4. project: each signal run's states -> its decoder's conditioning
+    5. decode: the diffusion decoders render the media (skipped with render=False)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from nextmm.errors import ConfigError, UserError
+from nextmm.inference.claims import claimed_media
+from nextmm.inference.prompt import (
+    TURN_END,
+    Media,
+    Message,
+    prompt_segments,
+    tidy_spaces,
+)
+from nextmm.inference.signals import find_signal_spans, next_signal_token
+from nextmm.modality import MODALITIES, check_modality
+from nextmm.parts.preprocess import audio_tensor, image_tensor, load_media, video_tensor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationSettings:
+    """Knobs of a turn. ``None`` sizes and steps fall back to the decoder's config."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None  # None: the decoder config's guidance_scale, else 7.5
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    audio_seconds: float | None = None
+    outputs: Sequence[str] | None = None  # None: the model decides; else these modalities are produced
+    seed: int = 0
+    progress: bool = True
+    render: bool = True  # False: stop after the LLM, no diffusion; Turn.signals still names what it asked for
+    keep_claims: bool = True  # produce every medium the answer's words hand over ("Here is a sound ...": nextmm.inference.claims)
+
+    def updated(self, **changes) -> GenerationSettings:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown generation settings {sorted(unknown)}; known are {sorted(known)}")
+        settings = replace(self, **changes)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Every value in range, else a ConfigError naming it (before any model work). None means the decoder's."""
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        def whole(value) -> bool:
+            return number(value) and value == int(value) and value >= 1
+
+        rules = {
+            "max_new_tokens": (whole, "a whole number of tokens >= 1"),
+            "temperature": (lambda v: number(v) and v >= 0, "0 (greedy) or more"),
+            "top_p": (lambda v: number(v) and 0 < v <= 1, "a number in (0, 1]"),
+            "num_inference_steps": (whole, "a whole number of denoising steps >= 1, or null for the decoder's"),
+            "guidance_scale": (lambda v: number(v) and v >= 0,
+                               "0 or more (1 or less turns classifier-free guidance off), or null for the decoder's"),
+            "height": (whole, "a whole number of pixels, or null"),
+            "width": (whole, "a whole number of pixels, or null"),
+            "num_frames": (whole, "a whole number of frames, or null"),
+            "audio_seconds": (lambda v: number(v) and v > 0, "seconds above 0, or null"),
+        }
+        optional = {"num_inference_steps", "guidance_scale", "height", "width", "num_frames", "audio_seconds"}
+        for name, (valid, meaning) in rules.items():
+            value = getattr(self, name)
+            if not (value is None and name in optional) and not valid(value):
+                raise ConfigError(f"{name}={value}: give {meaning}")
+
+
+@dataclass
+class Turn:
+    """What one turn produced. ``outputs`` lists (modality, index) in the order the answer gave them."""
+
+    text: str
+    raw_text: str  # with the signal tokens, as generated
+    images: list[Image.Image] = field(default_factory=list)
+    audios: list[np.ndarray] = field(default_factory=list)  # float32 (samples,) at sample_rate
+    videos: list[np.ndarray] = field(default_factory=list)  # uint8 (F, H, W, 3)
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)  # the modality of each complete signal run, rendered or not
+    forced: list[str] = field(default_factory=list)  # modalities whose runs generation appended: asked for with
+    # ``outputs`` or claimed in words (keep_claims), where the LLM wrote no signal tokens for them
+    sample_rate: int = 16000
+    fps: int = 8
+    timings_s: dict[str, float] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # every setting the turn ran with, the decoders' resolved
+
+    def media(self, modality: str) -> list:
+        return {"image": self.images, "audio": self.audios, "video": self.videos}[modality]
+
+
+class SignalCompletion(LogitsProcessor):
+    """Once a modality's first signal token is generated, force the rest of its run in order; a signal
+    token out of order is never sampled. Generated runs are therefore complete unless the token budget
+    ends inside one (the caller completes those)."""
+
+    def __init__(self, signal_ids: dict[str, list[int]]):
+        self.signal_ids = signal_ids
+        self.window = max(len(ids) for ids in signal_ids.values())  # an open run started within this many tokens
+        self.banned = torch.tensor([i for ids in signal_ids.values() for i in ids[1:]])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores[:, self.banned.to(scores.device)] = -float("inf")
+        for row, ids in enumerate(input_ids.tolist()):
+            forced = next_signal_token(ids[-self.window :], self.signal_ids)
+            if forced is not None:
+                scores[row] = -float("inf")
+                scores[row, forced] = 0.0
+        return scores
+
+
+class _Progress(LogitsProcessor):
+    """Advances a tqdm bar once per generated token (called once per decoding step)."""
+
+    def __init__(self, bar: tqdm):
+        self.bar = bar
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.bar.update(1)
+        return scores
+
+
+def to_media(modality: str, item) -> Media:
+    """A path, or in-memory media: a PIL image; (waveform, sample_rate); (frames (F,H,W,3), fps)."""
+    check_modality(modality)
+    if isinstance(item, (str, Path)):
+        return Media(modality, load_media(modality, item))
+    if modality == "image" and isinstance(item, Image.Image):
+        return Media(modality, image_tensor(item.convert("RGB")))
+    if modality in ("audio", "video") and isinstance(item, tuple) and len(item) == 2:
+        convert = audio_tensor if modality == "audio" else video_tensor
+        return Media(modality, convert(*item))
+    if isinstance(item, Media):
+        return item
+    expected = {"image": "a path or a PIL image", "audio": "a path or (waveform, sample_rate)",
+                "video": "a path or (frames, fps)"}[modality]
+    raise UserError(f"cannot read {modality} input of type {type(item).__name__}: give {expected}")
+
+
+@torch.no_grad()
+def generate_turn(model, messages: list[Message], settings: GenerationSettings) -> Turn:
+    """Answer the last user message of ``messages``: text plus whatever media the answer calls for."""
+    timings: dict[str, float] = {}
+    for modality in settings.outputs or ():
+        check_modality(modality)
+    torch.manual_seed(settings.seed)
+
+    # 1. encode
+    start = time.perf_counter()
+    batch = model.embed_segments([prompt_segments(messages)])
+    prompt_length = batch.inputs_embeds.shape[1]
+    max_new_tokens = _token_budget(model, prompt_length, settings.max_new_tokens)
+    timings["encode"] = time.perf_counter() - start
+
+    # 2. think
+    start = time.perf_counter()
+    with tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar:
+        out = model.llm.generate(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=settings.temperature > 0,
+            temperature=settings.temperature if settings.temperature > 0 else None,
+            top_p=settings.top_p if settings.temperature > 0 else None,
+            logits_processor=LogitsProcessorList([SignalCompletion(model.signal_ids), _Progress(bar)]),
+            stop_strings=[TURN_END.strip()],
+            tokenizer=model.tokenizer,
+            pad_token_id=model.tokenizer.pad_token_id,
+            eos_token_id=model.tokenizer.eos_token_id,
+            use_cache=True,
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+        )
+    generated = out.sequences[0].tolist()
+    timings["llm"] = time.perf_counter() - start
+
+    # 3. collect: states of generated tokens 0..n-2 come from generation; the last token, and any signal
+    # tokens still missing (a cut-short run, or a modality the caller asked for), go through one cached forward.
+    start = time.perf_counter()
+    wanted = set(settings.outputs or ())
+    if settings.keep_claims:
+        wanted.update(claimed_media(_clean_text(model, generated)))
+    tail = _completion(model, generated, wanted)
+    forced = {span.modality for span in find_signal_spans(tail, model.signal_ids)}
+    states = [step[-1][0, -1] for step in out.hidden_states[1:]]  # (H,) each
+    signal_ids = {i for ids in model.signal_ids.values() for i in ids}
+    if tail or generated[-1] in signal_ids:
+        forward_ids = torch.tensor([[generated[-1], *tail]], device=model.device)
+        mask = torch.ones(1, prompt_length + len(generated) + len(tail), dtype=torch.long, device=model.device)
+        extra = model.llm(input_ids=forward_ids, attention_mask=mask, past_key_values=out.past_key_values,
+                          output_hidden_states=True, use_cache=True)
+        states += list(extra.hidden_states[-1][0])
+        generated += tail
+    timings["collect"] = time.perf_counter() - start
+
+    # 4. project and 5. decode
+    spans = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
+    turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
+                signals=[span.modality for span in spans], forced=[m for m in MODALITIES if m in forced],
+                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps)
+    rendered_with = {m: render_settings(model, m, settings) for m in dict.fromkeys(span.modality for span in spans)}
+    turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
+                     "outputs": list(settings.outputs) if settings.outputs is not None else None,
+                     "decoders": rendered_with}
+    generator = torch.Generator().manual_seed(settings.seed)
+    for span in spans if settings.render else ():
+        if len(states) < span.start + span.length:
+            continue
+        start = time.perf_counter()
+        hidden = torch.stack(states[span.start : span.start + span.length])[None]  # (1, N, H)
+        conditioning = model.project_signals(span.modality, hidden)
+        rendered = model.decoders.render(
+            span.modality,
+            conditioning,
+            num_inference_steps=rendered_with[span.modality]["num_inference_steps"],
+            guidance_scale=rendered_with[span.modality]["guidance_scale"],
+            generator=generator,
+            height=settings.height,
+            width=settings.width,
+            num_frames=settings.num_frames,
+            audio_seconds=settings.audio_seconds,
+            progress=settings.progress,
+        )
+        media = turn.media(span.modality)
+        turn.outputs.append((span.modality, len(media)))
+        media.extend(rendered)
+        key = f"decode_{span.modality}"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+    turn.timings_s = timings
+    return turn
+
+
+def _token_budget(model, prompt_length: int, max_new_tokens: int) -> int:
+    context = model.llm.config.max_position_embeddings
+    if prompt_length >= context:
+        raise UserError(
+            f"the prompt is {prompt_length} tokens, longer than the model's context of {context}: shorten it "
+            "or give fewer media"
+        )
+    if prompt_length + max_new_tokens > context:
+        log.warning("only %d of %d new tokens fit the context of %d", context - prompt_length, max_new_tokens, context)
+    return min(max_new_tokens, context - prompt_length)
+
+
+def _completion(model, generated: list[int], wanted: set[str]) -> list[int]:
+    """Signal tokens to append: the rest of a run cut short, then runs of wanted modalities not produced."""
+    tail: list[int] = []
+    while (forced := next_signal_token(generated + tail, model.signal_ids)) is not None:
+        tail.append(forced)
+    produced = {span.modality for span in find_signal_spans(generated + tail, model.signal_ids)}
+    for modality in MODALITIES:
+        if modality in wanted and modality not in produced:
+            tail += model.signal_ids[modality]
+    return tail
+
+
+def _clean_text(model, ids: list[int]) -> str:
+    """The answer without signal tokens, media markers, special tokens or the turn-end marker, and without the
+    spaces the signal runs stood between ("a picture  and a sound ." -> "a picture and a sound.")."""
+    hidden = {i for ids_ in model.signal_ids.values() for i in ids_}
+    text = model.tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=True)
+    return tidy_spaces(text.split(TURN_END.strip())[0])
+
+
+DECODER_DEFAULTS = {"num_inference_steps": 50, "guidance_scale": 7.5}  # the diffusers pipelines' own
+
+
+def decoder_default(model, modality: str, key: str) -> float:
+    """A render setting from the modality's decoder config, else the pipelines' default."""
+    value = model.decoders.cfg[modality].get(key)
+    return type(DECODER_DEFAULTS[key])(value if value is not None else DECODER_DEFAULTS[key])
+
+
+def render_settings(model, modality: str, settings: GenerationSettings) -> dict[str, float]:
+    """The denoising steps and guidance a modality renders with: the turn's, where set (0 included), else its decoder's."""
+    chosen = {key: getattr(settings, key) for key in DECODER_DEFAULTS}
+    return {key: value if value is not None else decoder_default(model, modality, key) for key, value in chosen.items()}
+
+
+class Conversation:
+    """Multi-turn chat with a NextMM model; earlier messages and their media stay in context."""
+
+    def __init__(self, model, **settings):
+        self.model = model
+        self.settings = GenerationSettings().updated(**settings)
+        self.messages: list[Message] = []
+
+    def say(self, prompt: str, *, images=(), audios=(), videos=(), **settings) -> Turn:
+        """Add a user message and answer it; ``settings`` override this conversation's for this turn."""
+        media = [to_media(m, item) for m, items in (("image", images), ("audio", audios), ("video", videos))
+                 for item in ([items] if isinstance(items, (str, Path, Image.Image)) else items)]
+        if not prompt.strip() and not media:
+            raise UserError("empty prompt and no media: give a prompt, or an image, audio or video to respond to")
+        user = Message("user", prompt, media)
+        turn = generate_turn(self.model, [*self.messages, user], self.settings.updated(**settings))
+        self.messages += [user, Message("assistant", turn.raw_text.split(TURN_END.strip())[0].strip())]
+        return turn
+
+    def reset(self) -> None:
+        self.messages.clear()

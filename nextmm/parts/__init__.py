@@ -1,0 +1,1 @@
+"""The boxes of the NExT-GPT figure: encoder and its preprocessing, projectors, LLM, decoders."""

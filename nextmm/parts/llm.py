@@ -1,0 +1,123 @@
+"""The language model: a Llama (Vicuna) causal LM with signal tokens and a LoRA adapter.
+
+The tokenizer gains the media markers and the signal tokens; their embedding and output rows are the
+only new rows, and peft trains exactly those rows (``trainable_token_indices``) next to LoRA.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import (
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaTokenizer,
+    PreTrainedTokenizerBase,
+)
+
+from nextmm.config import resolve_path
+from nextmm.errors import ConfigError
+from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
+
+log = logging.getLogger(__name__)
+
+
+def added_tokens(signal_counts: Mapping[str, int]) -> list[str]:
+    """Tokens nextmm adds to the LLM's vocabulary, in order: media markers, then signal tokens."""
+    tokens = [MEDIA_START, MEDIA_END]
+    for modality in MODALITIES:
+        tokens += signal_tokens(modality, signal_counts[modality])
+    return tokens
+
+
+def character_tokenizer(size: int | None = None) -> LlamaTokenizer:
+    """A Llama tokenizer over single characters with byte fallback, built without any download.
+
+    Enough for tiny random models; real models load their own tokenizer folder. ``size`` pads the
+    vocabulary with unused tokens, so a random model of a real vocabulary size (32000) can be driven.
+    """
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for char in "▁" + string.ascii_letters + string.digits + string.punctuation:
+        vocab[char] = len(vocab)
+    for unused in range(len(vocab), size or 0):
+        vocab[f"<unused{unused}>"] = unused
+    return LlamaTokenizer(vocab=vocab, merges=[], add_prefix_space=True)
+
+
+def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTrainedTokenizerBase:
+    """The LLM tokenizer (from ``cfg.tokenizer`` folder, or offline characters) plus nextmm's tokens."""
+    path = resolve_path(cfg.get("tokenizer"))
+    if path:
+        if not Path(path).is_dir():
+            raise ConfigError(
+                f"tokenizer folder not found: {path} (expected a transformers tokenizer folder with "
+                "tokenizer.model or tokenizer.json; see the README's 'real weights' section)"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    else:
+        tokenizer = character_tokenizer(cfg.get("architecture", {}).get("vocab_size"))
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in added_tokens(signal_counts) if token not in vocab]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, empty: bool = False) -> PeftModel:
+    """LlamaForCausalLM (random from ``cfg.architecture``, or loaded from ``cfg.path``) with LoRA.
+
+    ``vocab_size`` is the tokenizer's size after nextmm's tokens were added; the embeddings are resized
+    to it, and ``trainable_token_ids`` (the new rows) train through peft next to LoRA.
+    """
+    if empty:
+        with init_empty_weights():
+            model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
+            return _adapt(model, cfg, vocab_size, trainable_token_ids)
+    path = resolve_path(cfg.get("path"))
+    if path and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"LLM weights not found: {path} (expected a transformers folder with config.json and "
+            "*.safetensors; see docs/real_weights.md)"
+        )
+    # Seeded throughout: random weights, new embedding rows and LoRA's initialisation alike.
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.get("seed", 0))
+        if path:
+            model = LlamaForCausalLM.from_pretrained(path)
+        else:
+            model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
+        return _adapt(model, cfg, vocab_size, trainable_token_ids)
+
+
+def _adapt(model: LlamaForCausalLM, cfg: Mapping, vocab_size: int, token_ids: list[int]) -> PeftModel:
+    if model.get_input_embeddings().num_embeddings != vocab_size:
+        # New rows start at the mean of the old ones (transformers' default), a sane prior for new words.
+        model.resize_token_embeddings(vocab_size, mean_resizing=not _is_meta(model))
+    lora = cfg["lora"]
+    token_layers = {"embed_tokens": list(token_ids)}
+    if not model.config.tie_word_embeddings:
+        token_layers["lm_head"] = list(token_ids)
+    config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        trainable_token_indices=token_layers,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _is_meta(model: torch.nn.Module) -> bool:
+    return next(model.parameters()).device.type == "meta"

@@ -1,0 +1,70 @@
+"""Optimizer, learning-rate schedule and the weight average a run's final/ holds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import torch
+from diffusers.training_utils import EMAModel
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from nextmm.errors import ConfigError
+
+
+def build_optimizer(module: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, max_steps: int) -> LambdaLR:
+    """Linear warmup, then cosine decay to zero over ``total_steps`` (default: the run's max_steps) or constant.
+
+    Set ``total_steps`` when a run is meant to stop early and continue later: the schedule then does not
+    depend on where this invocation stops.
+    """
+    total, warmup, schedule = cfg["total_steps"] or max_steps, cfg["warmup_steps"], cfg["schedule"]
+    if schedule not in ("cosine", "constant"):
+        raise ConfigError(f"unknown optimizer.schedule {schedule!r}: use cosine or constant")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return LambdaLR(optimizer, factor)
+
+
+def build_average(params: Iterable[nn.Parameter], cfg: Mapping, max_steps: int) -> EMAModel | None:
+    """The running average of the trained weights that final/ holds; None when ``ema.decay`` is null.
+
+    After each optimizer step past ``ema.start`` the average takes in the weights with the decay
+    min(ema.decay, n / (n + 1)), n counting those steps from 0: the plain mean of the weights seen so far
+    until that decay reaches ``ema.decay``, an exponential moving average from then on. ema.decay=1 is the
+    plain mean of every step past ``start`` (Polyak averaging, SWA's tail average). diffusers' EMAModel
+    keeps the shadow weights, beside the parameters and on their device.
+    """
+    decay, start = cfg["decay"], cfg["start"]
+    if decay is None:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+        raise ConfigError(f"ema.decay={decay} must lie in (0, 1]: 0.999 averages exponentially, 1 is the plain "
+                          "mean, null keeps the last step's weights")
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < max_steps:
+        raise ConfigError(f"ema.start={start} must be a whole number of steps from 0 to train.max_steps - 1 "
+                          f"({max_steps - 1}): the average counts the steps after it")
+    return EMAModel(params, decay=float(decay), update_after_step=start, use_ema_warmup=True, inv_gamma=1, power=1)
+
+
+def optimizer_step(loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler: LambdaLR, max_grad_norm: float) -> float:
+    """One plain (single-process) step: backward, clip, step, schedule. Returns the loss as a float."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
