@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,8 +22,12 @@ def run(command, **kwargs):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
+    # a copy of the source, so that no build/ folder of an earlier build leaks stale files into the wheel
+    source = tmp_path_factory.mktemp("source") / "nextmm"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "outputs",
+                                                                "multirun", "runs", "data", ".ipynb_checkpoints"))
     # no build isolation: setuptools comes with the test extra, and nothing is downloaded
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)])
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)])
     (built,) = dist.glob("nextmm-*.whl")
     return built
 
@@ -32,7 +37,8 @@ def test_the_wheel_holds_the_configs_and_the_default_model(wheel):
     assert "nextmm/conf/generate.yaml" in names and "nextmm/conf/model/toyworld.yaml" in names
     assert "nextmm/conf/hydra/job_logging/nextmm.yaml" in names
     shipped = {n for n in names if n.startswith("nextmm/toyworld/checkpoint/")}
-    in_tree = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nextmm/toyworld/checkpoint").rglob("*") if p.is_file()}
+    in_tree = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nextmm/toyworld/checkpoint").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
     assert shipped == in_tree
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "nextmm = nextmm.cli.commands:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
