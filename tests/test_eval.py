@@ -8,8 +8,7 @@ from PIL import Image
 
 from nextmm import cli
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import CONCEPT_NAMES, concept_of
-from nextmm.toyworld import language as lang
+from nextmm.toyworld import CONCEPT_NAMES, concept_of, wordings
 from nextmm.toyworld.build import build, plan
 from nextmm.toyworld.eval import (
     SECTIONS,
@@ -187,11 +186,11 @@ def test_text_to_x_prompts_are_held_out_requests_naming_their_concept():
     for concept in CONCEPT_NAMES:
         for m in MODALITIES:
             asked = [p["prompt"] for p in three if (p["concept"], p["modality"]) == (concept, m)]
-            assert sorted(next(t for t in lang.REQUESTS[m].heldout if _fits(t, a)) for a in asked) == sorted(
-                lang.REQUESTS[m].heldout)
+            assert sorted(next(t for t in wordings.REQUESTS[m].heldout if _fits(t, a)) for a in asked) == sorted(
+                wordings.REQUESTS[m].heldout)
     for item in prompts:
         assert concept_of(item["prompt"]) == item["concept"]
-        templates = lang.REQUESTS[item["modality"]]
+        templates = wordings.REQUESTS[item["modality"]]
         assert any(_fits(t, item["prompt"]) for t in templates.heldout)
         assert not any(_fits(t, item["prompt"]) for t in templates.train)
 

@@ -12,6 +12,7 @@ from nextmm.cli import compose_config
 from nextmm.parts.encoder import ImageBindEncoder, text_token_ids
 from nextmm.toyworld import Settings, pretrain_encoder
 from nextmm.toyworld.build import build
+from nextmm.toyworld.concepts import CONCEPT_NAMES
 from nextmm.training.contrastive import InfoNCE, retrieval_at_1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,7 @@ def test_word_dropout_leaves_out_words_in_order_and_keeps_one():
 
 def test_general_text_replaces_that_share_of_captions_with_the_concept_s_sentences(world):
     from nextmm.toyworld import language as lang
+    from nextmm.toyworld import wordings
 
     scenes, _ = recipe().load_scenes(world)
     scene = scenes[0]
@@ -136,18 +138,18 @@ def test_general_text_replaces_that_share_of_captions_with_the_concept_s_sentenc
     texts = [mixed.text(scene, "audio") for _ in range(400)]
     general = set(recipe().general_sentences(scene["concept"], "audio"))
     words = lang.words(scene["concept"])
-    assert {words.sounds, *lang.GLOSSARY[scene["concept"]], lang.ALT_TEXT[scene["concept"]]} == general
+    assert {words.sounds, *wordings.GLOSSARY[scene["concept"]], wordings.ALT_TEXT[scene["concept"]]} == general
     assert set(texts) & general == general
     assert 0.4 < sum(t != scene["captions"]["audio"] for t in texts) / len(texts) < 0.6
     # the rest of the general text: new sentences in the audio words about one of the concept's subjects
     fresh = [t for t in texts if t not in general | {scene["captions"]["audio"]}]
     assert 0.05 < len(fresh) / len(texts) < 0.2  # a share of 1 / (len(general) + 1) of the general text
     assert len(set(fresh)) > len(fresh) / 2
-    audio_nouns = lang.MEDIA_WORDS["audio"][1]
+    audio_nouns = wordings.MEDIA_WORDS["audio"][1]
     assert all(any(x in t for x in words.subjects.train) or any(n in t.lower() for n in audio_nouns) for t in fresh)
-    assert not any(n in t.lower() for t in fresh for n in lang.MEDIA_WORDS["video"][1] if n not in audio_nouns)
+    assert not any(n in t.lower() for t in fresh for n in wordings.MEDIA_WORDS["video"][1] if n not in audio_nouns)
     # general text is training text: no held-out phrase or template part is in it
-    every = " ".join(t.lower() for c in lang.CONCEPT_NAMES for m in ("image", "audio", "video")
+    every = " ".join(t.lower() for c in CONCEPT_NAMES for m in ("image", "audio", "video")
                      for t in recipe().general_sentences(c, m))
     assert not [f for f in lang.heldout_fragments() if f.lower() in every]
 
@@ -159,7 +161,7 @@ def test_every_concept_word_of_the_heldout_phrases_is_in_the_encoder_s_training_
     from nextmm.toyworld import language as lang
 
     media = ("image", "audio", "video")
-    for concept in lang.CONCEPT_NAMES:
+    for concept in CONCEPT_NAMES:
         words = lang.words(concept)
         training = [text for m in media
                     for text in (*getattr(words, m).train, *recipe().general_sentences(concept, m))]
@@ -172,10 +174,11 @@ def test_every_concept_word_of_the_heldout_phrases_is_in_the_encoder_s_training_
 
 def test_general_text_from_picks_the_parts_of_the_general_text(world):
     from nextmm.toyworld import language as lang
+    from nextmm.toyworld import wordings
 
     scenes, _ = recipe().load_scenes(world)
     scene, words = scenes[0], lang.words(scenes[0]["concept"])
-    glossary = lang.GLOSSARY[scene["concept"]]
+    glossary = wordings.GLOSSARY[scene["concept"]]
     parts = ["glossary", "description"]  # in any order: the sentences come in GENERAL_TEXT's
     assert recipe().general_sentences(scene["concept"], "video", parts) == (words.moves, *glossary)
     assert recipe().general_sentences(scene["concept"], "video", ["media_sentences"]) == ()

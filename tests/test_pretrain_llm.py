@@ -14,8 +14,7 @@ from nextmm.errors import ConfigError
 from nextmm.inference.claims import claimed_media
 from nextmm.model import NextMM
 from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer
-from nextmm.toyworld import concept_of, pretrain_llm
-from nextmm.toyworld import language as lang
+from nextmm.toyworld import concept_of, pretrain_llm, wordings
 from nextmm.toyworld.build import plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 from nextmm.toyworld.corpus import (
@@ -29,8 +28,9 @@ from nextmm.toyworld.corpus import (
     stand_in,
     strip_media,
 )
-from nextmm.toyworld.language import WORDS, heldout_fragments
+from nextmm.toyworld.language import heldout_fragments
 from nextmm.toyworld.word_vectors import llama_tokenizer, word_vectors
+from nextmm.toyworld.wordings import WORDS
 
 SIGNALS = {"image": 4, "audio": 8, "video": 24}
 SMALL = ["architecture.intermediate_size=64", "architecture.num_hidden_layers=1", "architecture.num_attention_heads=2",
@@ -123,16 +123,16 @@ def test_instruction_conversations_answer_as_people_are_answered(texts):
 def test_every_word_of_the_heldout_wording_is_known_language(texts):
     """Held-out prompts are new phrasing, never new words: each of their words is in the corpus, or in a train
     wording (which a full-size world's annotations all use; this small world draws only some)."""
-    tables = [*lang.CAPTION_TEMPLATES.values(), *lang.REQUESTS.values(), *lang.MULTI_REQUESTS.values(),
-              *lang.QUESTIONS.values(), *lang.DESCRIBE.values(), lang.VLOG_REQUESTS, lang.VLOG_MUSIC_REQUESTS]
+    tables = [*wordings.CAPTION_TEMPLATES.values(), *wordings.REQUESTS.values(), *wordings.MULTI_REQUESTS.values(),
+              *wordings.QUESTIONS.values(), *wordings.DESCRIBE.values(), wordings.VLOG_REQUESTS, wordings.VLOG_MUSIC_REQUESTS]
     entries = [entry for w in WORDS.values() for entry in (w.subjects, w.image, w.video, w.audio)]
 
-    def wordings(split):
+    def wording(split):
         return [re.sub(r"\{[a-z]\}", "", t) for table in tables for t in table.get(split)] + [
             text for entry in entries for text in entry.get(split)]
 
-    known = set(re.findall(r"[a-z']+", "\n".join([*texts, *wordings("train")]).lower()))
-    heldout = wordings("heldout")
+    known = set(re.findall(r"[a-z']+", "\n".join([*texts, *wording("train")]).lower()))
+    heldout = wording("heldout")
     unknown = {word for text in heldout for word in re.findall(r"[a-z']+", text.lower())} - known
     assert not unknown, sorted(unknown)
     assert "illustrate" in known and "downpour" in known  # a lone template word and a held-out phrase's word

@@ -19,6 +19,7 @@ from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
 from nextmm.parts.preprocess import load_media
 from nextmm.toyworld import language as lang
+from nextmm.toyworld import wordings
 from nextmm.toyworld.build import build, main, plan
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS, concept_table
 from nextmm.toyworld.features import band_share
@@ -153,37 +154,37 @@ def _all_texts(concept, split):
     w = lang.words(concept)
     for m in MODALITIES:
         for x in getattr(w, m).get(split):
-            for template in lang.CAPTION_TEMPLATES[m].get(split):
+            for template in wordings.CAPTION_TEMPLATES[m].get(split):
                 yield template.format(x=x)
     for x in w.subjects.get(split):
         yield x
-        for table in (*lang.REQUESTS.values(), *lang.MULTI_REQUESTS.values(), *lang.QUESTIONS.values()):
+        for table in (*wordings.REQUESTS.values(), *wordings.MULTI_REQUESTS.values(), *wordings.QUESTIONS.values()):
             for template in table.get(split):
                 yield template.format(x=x)
     for v in w.vlogs:
-        for table in (lang.VLOG_REQUESTS, lang.VLOG_MUSIC_REQUESTS):
+        for table in (wordings.VLOG_REQUESTS, wordings.VLOG_MUSIC_REQUESTS):
             for template in table.get(split):
                 yield template.format(v=v)
     if split == "train":
         yield from (w.looks, w.sounds, w.moves)
-        yield from (answer.format(v=v) for v in w.vlogs for answer in lang.VLOG_ANSWERS)
+        yield from (answer.format(v=v) for v in w.vlogs for answer in wordings.VLOG_ANSWERS)
 
 
 def _templates():
-    tables = [*lang.CAPTION_TEMPLATES.values(), *lang.REQUESTS.values(), *lang.MULTI_REQUESTS.values(),
-              *lang.QUESTIONS.values(), *lang.DESCRIBE.values(), lang.VLOG_REQUESTS, lang.VLOG_MUSIC_REQUESTS]
+    tables = [*wordings.CAPTION_TEMPLATES.values(), *wordings.REQUESTS.values(), *wordings.MULTI_REQUESTS.values(),
+              *wordings.QUESTIONS.values(), *wordings.DESCRIBE.values(), wordings.VLOG_REQUESTS, wordings.VLOG_MUSIC_REQUESTS]
     return tables
 
 
 def test_every_text_names_its_own_concept_and_no_other():
     for concept in CONCEPT_NAMES:
-        for split in lang.SPLITS:
+        for split in wordings.SPLITS:
             for text in _all_texts(concept, split):
                 assert lang.concepts_in(text) == {concept}, (concept, split, text)
                 assert lang.concept_of(text) == concept
-    fixed = [t for table in _templates() for split in lang.SPLITS for t in table.get(split)]
-    fixed += [prompt for prompt, _ in lang.CHAT] + [a for table in lang.FOLLOW_UPS.values() for a in table]
-    fixed += [a for table in lang.DESCRIBE_ANSWERS.values() for a in table]
+    fixed = [t for table in _templates() for split in wordings.SPLITS for t in table.get(split)]
+    fixed += [prompt for prompt, _ in wordings.CHAT] + [a for table in wordings.FOLLOW_UPS.values() for a in table]
+    fixed += [a for table in wordings.DESCRIBE_ANSWERS.values() for a in table]
     for text in fixed:
         assert not lang.concepts_in(text.replace("{x}", "").replace("{v}", "").replace("{c}", "")), text
     assert lang.concept_of("a surfer and a city street") is None
@@ -232,7 +233,7 @@ def test_heldout_wording_is_recognised_whole_or_by_its_fixed_parts():
 
 def test_media_sentences_use_the_medium_s_words_of_both_splits_about_train_subjects_only():
     rng = np.random.default_rng(0)
-    sentences = {m: [lang.media_sentence(c, m, rng) for c in lang.CONCEPT_NAMES for _ in range(40)]
+    sentences = {m: [lang.media_sentence(c, m, rng) for c in CONCEPT_NAMES for _ in range(40)]
                  for m in ("image", "video", "audio")}
     written = " ".join(s for m in sentences for s in sentences[m]).lower()
     assert not [f for f in lang.heldout_fragments() if f.lower() in written]  # no held-out subject or template part
@@ -242,7 +243,7 @@ def test_media_sentences_use_the_medium_s_words_of_both_splits_about_train_subje
     beach = [lang.media_sentence("beach", "video", rng) for _ in range(40)]
     subjects = lang.words("beach").subjects.train
     assert sum(any(x in s for x in subjects) for s in beach) > 30 and len(set(beach)) > 30
-    others = [x for c in lang.CONCEPT_NAMES if c != "beach" for x in lang.words(c).subjects.train]
+    others = [x for c in CONCEPT_NAMES if c != "beach" for x in lang.words(c).subjects.train]
     assert not any(x in s for s in beach for x in others)
 
 
@@ -326,7 +327,7 @@ def test_instructions_cover_every_kind_of_request(dataset):
     # a share of the requests for one medium come in the instruction grammar's wording, not a template's
     single = [(c[0][1], c[1][3][0]) for c in conversations if not c[0][2] and len(c[1][3]) == 1]
     templated = [text for text, m in single if any(re.fullmatch(re.escape(t).replace(r"\{x\}", ".+"), text)
-                                                   for t in lang.REQUESTS[m].train)]
+                                                   for t in wordings.REQUESTS[m].train)]
     assert 0 < len(templated) < len(single)
     mosit = json.loads((dataset / "IT_data/MosIT_data/mosit_instruction_tuning.json").read_text())
     music = [r for r in mosit if r["kind"] == "vlog_music" and r["id"].startswith("beach")]

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import asking
+from nextmm.toyworld import asking, wordings
 from nextmm.toyworld import language as lang
 from nextmm.toyworld import phrasebook as book
 from nextmm.toyworld.concepts import CONCEPT_NAMES, get_concept
@@ -145,7 +145,7 @@ def _turn(role: str, value: str, **extra) -> dict:
 def _follow_up(modality: str, concept: str, rng) -> list[dict]:
     """A later question asking for ``modality`` of the same scene, and its answer."""
     exchange = asking.follow_up(modality, concept, rng)
-    prompt = exchange.prompt if rng.random() < GRAMMAR_SHARE else lang.pick(rng, lang.FOLLOW_UPS[modality])
+    prompt = exchange.prompt if rng.random() < GRAMMAR_SHARE else lang.pick(rng, wordings.FOLLOW_UPS[modality])
     return [_turn("human", prompt), _turn("gpt", exchange.answer)]
 
 
@@ -190,8 +190,8 @@ def _alpaca(out: Plan, seed: int, concepts, count: int) -> None:
             asked = (asking.question(concept, rng, topic).prompt if rng.random() < GRAMMAR_SHARE
                      else lang.question(topic, subject, rng))
             records.append({"instruction": asked, "input": "", "output": getattr(w, topic)})
-    for i in range(max(1, count // 4) * len(lang.CHAT)):
-        prompt, answer = lang.CHAT[i % len(lang.CHAT)]
+    for i in range(max(1, count // 4) * len(wordings.CHAT)):
+        prompt, answer = wordings.CHAT[i % len(wordings.CHAT)]
         records.append({"instruction": prompt, "input": "", "output": lang.chat_answer(answer)})
     for i in range(count * len(concepts) // 4):  # things outside the world, and more small talk
         rng = text_rng(seed, "alpaca-outside", i)
@@ -256,7 +256,7 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         vlog = w.vlogs[k % len(w.vlogs)]
         own = ["image", "video"] if music else list(MODALITIES)
         files = out.scene(MOSIT, concept, scene_seed, name, own)
-        audio_concept = lang.MUSIC[w.vlog_music] if music else concept
+        audio_concept = wordings.MUSIC[w.vlog_music] if music else concept
         if music:
             files |= out.scene(MOSIT, audio_concept, derive_seed(seed, "mosit-music", concept, i), f"{name}_music",
                                ["audio"])
@@ -299,7 +299,7 @@ def _mosit_record(out: Plan, seed: int, concept: str, i: int, kind: str) -> dict
         for m in ("image", "video"):
             output(m, files)
     elif kind == "multi_out":
-        combo = list(lang.MULTI_REQUESTS)[int(rng.integers(0, len(lang.MULTI_REQUESTS)))]
+        combo = list(wordings.MULTI_REQUESTS)[int(rng.integers(0, len(wordings.MULTI_REQUESTS)))]
         files = out.scene(MOSIT, concept, scene_seed, name, list(combo))
         subject = lang.subject(concept, rng)
         way = rng.random()  # a fixed template, or composed from parts or the grammar's, the media in any order
@@ -342,7 +342,7 @@ def _eval(out: Plan, seed: int, concepts, samples: int, prompts: int) -> None:
                            "captions": {m: lang.captions(concept, m, rng, "heldout") for m in MODALITIES}})
             describe += [{"concept": concept, "modality": m, "file": paths[m],
                           "prompt": lang.describe_question(m, rng, "heldout")} for m in MODALITIES]
-        kinds = [(), *[(m,) for m in MODALITIES], *lang.MULTI_REQUESTS, "vlog", "vlog_music"]
+        kinds = [(), *[(m,) for m in MODALITIES], *wordings.MULTI_REQUESTS, "vlog", "vlog_music"]
         for i in range(prompts):
             rng = text_rng(seed, "eval-prompts", concept, i)
             kind = kinds[i % len(kinds)]
@@ -351,7 +351,7 @@ def _eval(out: Plan, seed: int, concepts, samples: int, prompts: int) -> None:
                                            music=kind == "vlog_music")
                 expected = list(MODALITIES)
             elif not kind:
-                topic = lang.pick(rng, list(lang.QUESTIONS))
+                topic = lang.pick(rng, list(wordings.QUESTIONS))
                 prompt, expected = lang.question(topic, lang.subject(concept, rng, "heldout"), rng, "heldout"), []
             else:
                 prompt = lang.request(kind, lang.subject(concept, rng, "heldout"), rng, "heldout")

@@ -37,7 +37,7 @@ from nextmm.data.records import MediaRef, Source, Turn, read_source
 from nextmm.errors import ConfigError
 from nextmm.inference.prompt import Message, Text, prompt_segments, tidy_spaces
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES
-from nextmm.toyworld import asking
+from nextmm.toyworld import asking, wordings
 from nextmm.toyworld import build as layout
 from nextmm.toyworld import language as lang
 from nextmm.toyworld.build import text_rng
@@ -111,14 +111,14 @@ def generic_documents() -> list[Document]:
     documents = []
     for concept in CONCEPT_NAMES:
         words = lang.words(concept)
-        for topic in lang.QUESTIONS:
+        for topic in wordings.QUESTIONS:
             subject = words.subjects.train[0]
-            question = lang.QUESTIONS[topic].train[0].format(x=subject)
+            question = wordings.QUESTIONS[topic].train[0].format(x=subject)
             documents.append(render([question, getattr(words, topic)]))
         for modality in MODALITIES:
             documents.append(render([CAPTION_PROMPT.format(modality=modality),
                                      lang.canonical_caption(concept, modality)]))
-    for prompt, answer in lang.CHAT:
+    for prompt, answer in wordings.CHAT:
         documents.append(render([prompt, lang.chat_answer(answer)]))
     for concept in CONCEPT_NAMES:
         documents += [instruction(concept, i) for i in range(INSTRUCTIONS)]
@@ -138,7 +138,7 @@ def instruction(concept: str, index: int) -> Document:
     elif kind == "vlog":
         exchange = asking.vlog(concept, rng)
     elif kind == "music":
-        music = concept if concept in asking.book.MUSIC else lang.MUSIC[lang.words(concept).vlog_music]
+        music = concept if concept in asking.book.MUSIC else wordings.MUSIC[lang.words(concept).vlog_music]
         exchange = asking.music_request(music, rng)
     elif kind == "follow_up":
         first = rng.choice(MODALITIES)

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from nextmm.errors import ConfigError
 from nextmm.inference.claims import claimed_media
 from nextmm.modality import MODALITIES
-from nextmm.toyworld import concept_of, concepts_in
+from nextmm.toyworld import concept_of, concepts_in, wordings
 from nextmm.toyworld import language as lang
 from nextmm.toyworld.features import PlaceJudge
 from nextmm.training.contrastive import retrieval_at_1
@@ -107,7 +107,7 @@ def text_to_x_prompts(concepts: Iterable[str], per_concept: int, seed: int = 0) 
     prompts = []
     for concept in concepts:
         for modality in MODALITIES:
-            templates = lang.REQUESTS[modality].heldout  # taken in turn from a drawn one: no repeats within a concept
+            templates = wordings.REQUESTS[modality].heldout  # taken in turn from a drawn one: no repeats within a concept
             first = int(text_rng(seed, "text-to-x", concept, modality).integers(len(templates)))
             for index in range(per_concept):
                 rng = text_rng(seed, "text-to-x", concept, modality, index)
@@ -244,7 +244,7 @@ def modality_switch(model, eval_set: EvalSet, *, records: Sequence[dict] | None 
         turn = model.chat(record["prompt"], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, render=False,
                           progress=False)
         results.append((output_kind(record["modalities"]), same_outputs(turn.signals, record["modalities"])))
-    order = [output_kind(k) for k in ([], *([m] for m in MODALITIES), *lang.MULTI_REQUESTS)]
+    order = [output_kind(k) for k in ([], *([m] for m in MODALITIES), *wordings.MULTI_REQUESTS)]
     return accuracy_by(sorted(results, key=lambda r: order.index(r[0]) if r[0] in order else len(order)))
 
 

@@ -40,6 +40,7 @@ from nextmm.parts.preprocess import (
     video_clips_tensor,
 )
 from nextmm.toyworld import language as lang
+from nextmm.toyworld import wordings
 from nextmm.training import optimization
 from nextmm.training.contrastive import InfoNCE, retrieval_at_1
 
@@ -107,14 +108,14 @@ class SceneDataset(Dataset):
 
 def general_sentences(concept: str, modality: str, parts: Sequence[str] = GENERAL_TEXT) -> tuple[str, ...]:
     """The fixed sentences of the world's general text about ``concept`` among ``parts``: "description", its look,
-    sound or motion (as ``modality`` shows); "glossary", its language.GLOSSARY sentences, which use the words of the
-    held-out phrases in sentences of their own; "alt_text", its language.ALT_TEXT sentence, which names its
+    sound or motion (as ``modality`` shows); "glossary", its wordings.GLOSSARY sentences, which use the words of the
+    held-out phrases in sentences of their own; "alt_text", its wordings.ALT_TEXT sentence, which names its
     keywords ("sundown", "drizzle"). ("media_sentences" are drawn anew each time: SceneDataset.text.) Web-scale
     pairs give a real ImageBind's text tower such words; here they would otherwise be in no training text, and a
     word never read keeps its random embedding."""
     words = lang.words(concept)
     sentences = {"description": ({"image": words.looks, "audio": words.sounds, "video": words.moves}[modality],),
-                 "glossary": lang.GLOSSARY[concept], "alt_text": (lang.ALT_TEXT[concept],)}
+                 "glossary": wordings.GLOSSARY[concept], "alt_text": (wordings.ALT_TEXT[concept],)}
     return tuple(sentence for part in GENERAL_TEXT if part in parts for sentence in sentences.get(part, ()))
 
 
