@@ -106,3 +106,34 @@ def test_bad_input_from_a_fresh_process_has_no_traceback(bad_files, tmp_path):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "broken.png" in lines[0], result.stderr
+
+
+PEOPLES_PROMPTS = [
+    "what's this?", "surf, sand, sun", "make it [bigger] please", "a=b and c=d", 'she said "hi"', "ünïcödé café",
+    "surf vlog 🌊🏄", "${oc.env:HOME}", "a \\${x} and \\\\${y}", "42", "[a,b]", "-1", "null", "true", "50% off?",
+    "multi\nline", "  spaces around  ", "~tilde +plus @at #hash", "",
+]
+
+
+@pytest.mark.parametrize("prompt", PEOPLES_PROMPTS)
+def test_a_prompt_is_taken_verbatim_whatever_characters_it_holds(prompt):
+    """Never parsed by Hydra's override grammar, never interpolated, never turned into a number or a list."""
+    cfg = cli.compose_config("generate", [f"prompt={prompt}", "model=tiny"])
+    assert cfg.prompt == prompt and isinstance(cfg.prompt, str)
+
+
+def test_media_paths_with_any_characters_reach_the_turn(tmp_path):
+    folder = tmp_path / "my photos, [2024] = best ${x}"
+    folder.mkdir()
+    picture = folder / "beach day, 1 🌊.png"
+    Image.new("RGB", (8, 8), (200, 180, 40)).save(picture)
+    out = tmp_path / "out"
+    prompt = "what's in this picture, [really]? ${oc.env:HOME}"
+    command = [sys.executable, "-m", "nextmm", "generate", f"prompt={prompt}", f"image={picture}",
+               f"output_dir={out}", *FAST]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "result.json").read_text())["prompt"] == prompt
+    # a list of paths keeps Hydra's list syntax, in which a name with spaces or commas is quoted
+    cfg = cli.compose_config("generate", [f"image=['{picture.name}',b.png]", "model=tiny"])
+    assert list(cfg.image) == [picture.name, "b.png"]

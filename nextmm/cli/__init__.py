@@ -16,6 +16,7 @@ file ``<command>.log`` into it. Other commands (inspect, eval, convert, ...) wri
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 import warnings
@@ -41,41 +42,67 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 
 
+# Values taken as typed, never parsed by Hydra's grammar nor interpolated: a prompt is text, whatever characters
+# it holds (quotes, commas, brackets, "=", "${...}", emoji), and a media path may hold any of them too. A media
+# value that starts with "[" is a list in Hydra's syntax: image=[a.png,b.png].
+TEXT_KEYS = ("prompt",)
+PATH_KEYS = ("image", "audio", "video")
+
+
 def compose_config(config_name: str, overrides: Sequence[str], return_hydra_config: bool = False) -> DictConfig:
-    """Compose ``nextmm/conf/<config_name>.yaml`` with overrides; ``model=`` takes a name or a checkpoint folder."""
-    split = _split_model_folder(overrides)
+    """Compose ``nextmm/conf/<config_name>.yaml`` with overrides; ``model=`` takes a name or a checkpoint folder,
+    and ``prompt=`` (and a media path) is taken verbatim."""
+    apart = _take_apart(overrides)
+    return apart.apply(_compose(config_name, apart.overrides, return_hydra_config))
+
+
+def _compose(config_name: str, overrides: Sequence[str], return_hydra_config: bool) -> DictConfig:
     try:
         with hydra.initialize_config_dir(str(conf_dir()), version_base=None):
-            cfg = hydra.compose(config_name=config_name, overrides=split.overrides,
-                                return_hydra_config=return_hydra_config)
+            return hydra.compose(config_name=config_name, overrides=list(overrides),
+                                 return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(f"bad override: {_first_line(error)} (see --help for the keys)") from None
-    return split.apply(cfg)
 
 
 @dataclass
-class _ModelFolder:
-    """The overrides with ``model=<checkpoint folder>`` and its ``model.*`` overrides taken out.
+class _Apart:
+    """The overrides Hydra parses, and what is taken out of them for ``apply`` to set after composing.
 
-    Hydra knows only the model configs in nextmm/conf/model/; a trained checkpoint folder brings its own
-    config.yaml, which ``apply`` puts in place of the composed ``model`` node.
+    Hydra knows only the model configs in nextmm/conf/model/; a trained checkpoint folder (``model=<folder>``)
+    brings its own config.yaml, which ``apply`` puts in place of the composed ``model`` node, with its
+    ``model.*`` overrides. Text and paths (TEXT_KEYS, PATH_KEYS) are set as typed.
     """
 
     overrides: list[str]
     path: str | None = None
     model_overrides: list[str] = field(default_factory=list)
+    verbatim: dict[str, str] = field(default_factory=dict)
 
     def apply(self, cfg: DictConfig) -> DictConfig:
         if self.path is not None:
             OmegaConf.set_struct(cfg, False)
             cfg.model = load_model_config(self.path, [o.removeprefix("model.") for o in self.model_overrides])
+        for key, value in self.verbatim.items():
+            if key not in cfg:
+                raise ConfigError(f"bad override: {key}= is not a key of this command (see --help for the keys)")
+            cfg[key] = _literal(value)
         return cfg
 
 
-def _split_model_folder(overrides: Sequence[str]) -> _ModelFolder:
-    path = None
+def _literal(text: str) -> str:
+    """``text`` as an OmegaConf string that reads back as itself: each "${" escaped, so nothing is interpolated
+    (the backslashes right before one doubled, as OmegaConf reads them there)."""
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+
+
+def _take_apart(overrides: Sequence[str]) -> _Apart:
+    path, verbatim, rest = None, {}, []
     for override in overrides:
-        key, _, value = override.partition("=")
+        key, sep, value = override.partition("=")
+        if sep and (key in TEXT_KEYS or (key in PATH_KEYS and not value.startswith("["))):
+            verbatim[key] = value  # the last one wins, as in Hydra
+            continue
         if key == "model" and value not in available_models():
             if not (Path(value) / "config.yaml").is_file():
                 raise ConfigError(
@@ -83,11 +110,12 @@ def _split_model_folder(overrides: Sequence[str]) -> _ModelFolder:
                     "(or give a checkpoint folder with config.yaml)"
                 )
             path = value
+        rest.append(override)
     if path is None:
-        return _ModelFolder(list(overrides))
-    model_overrides = [o for o in overrides if o.startswith("model.")]
-    rest = [o for o in overrides if o != f"model={path}" and not o.startswith("model.")]
-    return _ModelFolder(rest, path, model_overrides)
+        return _Apart(rest, verbatim=verbatim)
+    model_overrides = [o for o in rest if o.startswith("model.")]
+    rest = [o for o in rest if o != f"model={path}" and not o.startswith("model.")]
+    return _Apart(rest, path, model_overrides, verbatim)
 
 
 def _split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -198,13 +226,13 @@ def run(
         flags, overrides = _split_argv(argv)
         multirun = any(flag in MULTIRUN_FLAGS for flag in flags)
         task_overrides = [o for o in overrides if not _is_hydra_override(o)]
-        split = _split_model_folder(task_overrides)
-        if split.path is not None and any(_is_sweep(o) for o in split.model_overrides):
+        apart = _take_apart(task_overrides)
+        if apart.path is not None and any(_is_sweep(o) for o in apart.model_overrides):
             raise ConfigError("model.* keys of a checkpoint folder cannot be swept; sweep model=<folder>,<folder>")
         # Hydra reports a bad override in several lines with exit code 1: check them here first.
-        cfg = compose_config(config_name, _first_values(task_overrides), return_hydra_config=True)
+        cfg = apart.apply(_compose(config_name, _first_values(apart.overrides), return_hydra_config=True))
         own_hydra = [o for o in overrides if _is_hydra_override(o)]
-        hydra_argv = flags + split.overrides + own_hydra + hydra_overrides(config_name, cfg, overrides, multirun)
+        hydra_argv = flags + apart.overrides + own_hydra + hydra_overrides(config_name, cfg, overrides, multirun)
     except UserError as error:
         _fail(error)
 
@@ -213,7 +241,7 @@ def run(
     existed = given_dir not in (None, "null") and Path(given_dir).exists()
 
     def job(cfg: DictConfig) -> None:
-        cfg = split.apply(cfg)
+        cfg = apart.apply(cfg)
         quiet_libraries()
         try:
             codes.append(task(cfg) or 0)
