@@ -15,8 +15,11 @@ file ``<command>.log`` into it. Other commands (inspect, eval, convert, ...) wri
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import secrets
 import shutil
 import sys
 import warnings
@@ -35,6 +38,7 @@ from nextmm.config import available_models, conf_dir, load_model_config
 from nextmm.errors import ConfigError, UserError
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for Ctrl-C
 CONFIG_PACKAGE = "pkg://nextmm.conf"
 # Hydra's flags that take the next argument as their value
 FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
@@ -90,6 +94,14 @@ class _Apart:
         return cfg
 
 
+def _hydra_text(text: str) -> str:
+    """``text`` as a value Hydra's override grammar reads back as the same string: quoted unless plain."""
+    if re.fullmatch(r"[\w./~@%+:${}-]*", text) or text[:1] in ("'", '"'):
+        return text
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)  # backslashes before a quote doubled
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
+
+
 def _literal(text: str) -> str:
     """``text`` as an OmegaConf string that reads back as itself: each "${" escaped, so nothing is interpolated
     (the backslashes right before one doubled, as OmegaConf reads them there)."""
@@ -103,6 +115,8 @@ def _take_apart(overrides: Sequence[str]) -> _Apart:
         if sep and (key in TEXT_KEYS or (key in PATH_KEYS and not value.startswith("["))):
             verbatim[key] = value  # the last one wins, as in Hydra
             continue
+        if sep and key == "output_dir":  # a folder name with spaces, commas or brackets; "${...}" still resolves
+            override = f"output_dir={_hydra_text(value)}"
         if key == "model" and value not in available_models():
             if not (Path(value) / "config.yaml").is_file():
                 raise ConfigError(
@@ -184,12 +198,26 @@ def hydra_overrides(config_name: str, cfg: DictConfig, overrides: Sequence[str],
                     "gets multirun/<date>/<time>/<job>/) or make it differ, e.g. "
                     "output_dir='runs/sweep/${hydra:job.num}'"
                 )
-            settings["hydra.run.dir"] = output_dir
+            if "${" not in output_dir:
+                _check_writable(Path(output_dir))
+            settings["hydra.run.dir"] = _hydra_text(output_dir)
         else:  # Hydra's run folder, resolved inside the job (so .hydra/config.yaml says where it went)
             settings["output_dir"] = "${hydra:runtime.output_dir}"
+            # a folder of its own for each run (or sweep), even for two started in the same second
+            stamp = f"${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}-{secrets.token_hex(3)}"
+            settings["hydra.sweep.dir" if multirun else "hydra.run.dir"] = f"{'multirun' if multirun else 'outputs'}/{stamp}"
     else:
         settings.update({"hydra/job_logging": "nextmm_console", "hydra.run.dir": ".", "hydra.output_subdir": "null"})
     return [f"{key}={value}" for key, value in settings.items() if key not in given]
+
+
+def _check_writable(folder: Path) -> None:
+    """output_dir must be a folder this process can make or write in; checked before Hydra makes it."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output_dir={folder} is a file: give a folder")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write output_dir={folder}: {existing} is not writable; give a folder you can write")
 
 
 def _is_run(cfg: DictConfig) -> bool:
@@ -243,12 +271,27 @@ def run(
     def job(cfg: DictConfig) -> None:
         cfg = apart.apply(cfg)
         quiet_libraries()
+        def undo() -> None:
+            if _is_run(cfg) and not existed:
+                _undo_run_folder(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+
         try:
             codes.append(task(cfg) or 0)
         except UserError as error:
-            if _is_run(cfg) and not existed:
-                _undo_run_folder(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+            undo()
             _fail(error)
+        except KeyboardInterrupt:  # what was being written is removed whole (nextmm.atomic); say so in one line
+            undo()
+            print("interrupted: nothing half-written is left (a training run continues with resume=true)",
+                  file=sys.stderr)
+            sys.exit(INTERRUPTED)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            undo()
+            print(f"error: no space left on the disk writing {error.filename or 'the outputs'}: nothing half-written "
+                  "is left; free some space and run again", file=sys.stderr)
+            sys.exit(1)
 
     saved = sys.argv
     sys.argv = [command, *hydra_argv]

@@ -7,16 +7,16 @@ media stay in context. Each answer's media are written to ``output_dir/turn_<n>/
 
 from __future__ import annotations
 
+import shutil
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nextmm.cli.generate import resolve_device, resolve_dtype, turn_settings
+from nextmm.cli.generate import check_flag, resolve_device, resolve_dtype, turn_settings
 from nextmm.errors import UserError
 from nextmm.inference.generation import Conversation
-from nextmm.inference.outputs import write_turn
+from nextmm.inference.outputs import claimed_folder, write_turn
 from nextmm.model import NextMM
 
 COMMANDS = {"/image": "image", "/audio": "audio", "/video": "video"}
@@ -24,10 +24,18 @@ COMMANDS = {"/image": "image", "/audio": "audio", "/video": "video"}
 
 def main(cfg: DictConfig) -> None:
     settings = turn_settings(cfg)
-    device = resolve_device(cfg.device)
-    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
-    output_dir = Path(cfg.output_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
-    conversation = Conversation(model, progress=not cfg.quiet, **settings)
+    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (cli.hydra_overrides)
+    with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):
+        if output_dir.is_dir():  # empty, or overwrite=true: this session's turns only
+            shutil.rmtree(output_dir)
+        device = resolve_device(cfg.device)
+        model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device),
+                                   offload=cfg.offload)
+        converse(Conversation(model, progress=not cfg.quiet, **settings), output_dir, cfg)
+
+
+def converse(conversation: Conversation, output_dir: Path, cfg: DictConfig) -> None:
+    """Read messages from stdin until /quit or its end; each answer's media go to ``output_dir/turn_<n>/``."""
     attached: dict[str, list[str]] = {"image": [], "audio": [], "video": []}
     turn_number = 0
     print(f"nextmm chat ({cfg.model.name}): /image /audio /video PATH attach media, /reset, /quit")

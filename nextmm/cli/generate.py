@@ -7,7 +7,6 @@ and nothing is written.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from omegaconf import DictConfig, ListConfig
 
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference.generation import Conversation, GenerationSettings, to_media
-from nextmm.inference.outputs import media_path, write_turn
+from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 
@@ -46,12 +45,17 @@ def as_list(value) -> list:
     return [str(v) for v in value] if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
 
 
+def check_flag(cfg: DictConfig, key: str) -> bool:
+    if not isinstance(cfg[key], bool):
+        raise ConfigError(f"{key}={cfg[key]}: give true or false")
+    return cfg[key]
+
+
 def turn_settings(cfg: DictConfig) -> dict:
     """The generation settings the command line gives, checked (a bad value fails here, before the model loads)."""
     settings = {key: cfg[key] for key in SETTINGS}
     settings["outputs"] = as_list(cfg.outputs) or None
-    if not isinstance(cfg.keep_claims, bool):
-        raise ConfigError(f"keep_claims={cfg.keep_claims}: give true or false")
+    check_flag(cfg, "keep_claims")
     GenerationSettings().updated(**settings)
     return settings
 
@@ -59,7 +63,7 @@ def turn_settings(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    output_dir = Path(cfg.output_dir or Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (cli.hydra_overrides)
     settings = turn_settings(cfg)
     timings = {}
 
@@ -70,15 +74,17 @@ def main(cfg: DictConfig) -> None:
         raise UserError("empty prompt and no media: give prompt=..., or image=, audio= or video= to respond to")
     timings["read_inputs"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
-    timings["load"] = time.perf_counter() - start
+    with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):
+        start = time.perf_counter()
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        timings["load"] = time.perf_counter() - start
 
-    conversation = Conversation(model, progress=not cfg.quiet, **settings)
-    turn = conversation.say(cfg.prompt, images=media["image"], audios=media["audio"], videos=media["video"])
-    timings.update(turn.timings_s)
+        conversation = Conversation(model, progress=not cfg.quiet, **settings)
+        turn = conversation.say(cfg.prompt, images=media["image"], audios=media["audio"], videos=media["video"])
+        timings.update(turn.timings_s)
 
-    result = write_turn(turn, output_dir, prompt=cfg.prompt, model=cfg.model.name, seed=cfg.seed, timings_s=timings)
+        result = write_turn(turn, output_dir, prompt=cfg.prompt, model=cfg.model.name, seed=cfg.seed,
+                            timings_s=timings)
 
     print(turn.text)
     for modality, index in turn.outputs:

@@ -1,22 +1,25 @@
 """Writing a turn to files a person can open: PNG images, 16 kHz WAV audio, H.264 MP4 video.
 
-Every file is written under a temporary name and renamed into place, and ``result.json`` comes last,
-so an interrupted run never leaves a file that looks complete but is not.
+A turn's files are written into a new folder that then takes the output folder's place whole, so an
+interrupted run or a full disk leaves the complete turn or nothing, never two turns' files mixed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import soundfile
 from moviepy import AudioFileClip, ImageSequenceClip
 
-from nextmm.atomic import staged_file
+from nextmm.atomic import staged_folder
+from nextmm.errors import UserError
 from nextmm.inference.generation import Turn
 
 RESULT_FILE = "result.json"
@@ -30,42 +33,75 @@ def media_path(output_dir: str | Path, modality: str, index: int) -> Path:
 
 def write_turn(turn: Turn, output_dir: str | Path, *, prompt: str, model: str, seed: int,
                timings_s: Mapping[str, float] | None = None) -> Path:
-    """Write the turn's media and ``result.json`` into ``output_dir``; returns the result file's path.
+    """Write the turn's media and ``result.json`` into ``output_dir``, whole; returns the result file's path.
 
-    A video of a turn that also produced audio gets the first audio as its soundtrack.
+    The files are written into a new folder beside ``output_dir``, which then takes its place (an empty or
+    missing ``output_dir``; ``claimed_folder`` refuses one that holds files unless told to replace it), so a
+    folder holds one turn or nothing. A video of a turn that also produced audio gets the first audio as its
+    soundtrack.
     """
     start = time.perf_counter()
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     written: list[dict] = []
-    for modality, index in turn.outputs:
-        path = media_path(output_dir, modality, index)
-        item = turn.media(modality)[index]
-        if modality == "image":
-            _atomic(path, lambda tmp, item=item: item.save(tmp, format="PNG"))
-        elif modality == "audio":
-            _atomic(path, lambda tmp, item=item: soundfile.write(tmp, item, turn.sample_rate, format="WAV",
-                                                                  subtype="PCM_16"))
-        else:
-            soundtrack = output_dir / "audio_0.wav" if turn.audios else None
-            if soundtrack is not None and not soundtrack.exists():
-                _atomic(soundtrack, lambda tmp: soundfile.write(tmp, turn.audios[0], turn.sample_rate,
-                                                                format="WAV", subtype="PCM_16"))
-            _atomic(path, lambda tmp, item=item: write_video(tmp, item, turn.fps, soundtrack))
-        written.append({"modality": modality, "path": path.name})
-    timings_s = {**(turn.timings_s if timings_s is None else timings_s), "write": time.perf_counter() - start}
-    result = {
-        "prompt": prompt,
-        "text": turn.text,
-        "outputs": written,
-        "model": model,
-        "seed": seed,
-        "settings": turn.settings,
-        "timings_s": {k: round(v, 4) for k, v in timings_s.items()},
-    }
-    result_path = output_dir / RESULT_FILE
-    _atomic(result_path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
-    return result_path
+    with staged_folder(output_dir) as staging:
+        for modality, index in turn.outputs:
+            path = media_path(staging, modality, index)
+            item = turn.media(modality)[index]
+            if modality == "image":
+                item.save(path, format="PNG")
+            elif modality == "audio":
+                soundfile.write(path, item, turn.sample_rate, format="WAV", subtype="PCM_16")
+            else:
+                soundtrack = staging / "audio_0.wav" if turn.audios else None
+                if soundtrack is not None and not soundtrack.exists():
+                    soundfile.write(soundtrack, turn.audios[0], turn.sample_rate, format="WAV", subtype="PCM_16")
+                write_video(path, item, turn.fps, soundtrack)
+            written.append({"modality": modality, "path": path.name})
+        timings_s = {**(turn.timings_s if timings_s is None else timings_s), "write": time.perf_counter() - start}
+        result = {
+            "prompt": prompt,
+            "text": turn.text,
+            "outputs": written,
+            "model": model,
+            "seed": seed,
+            "settings": turn.settings,
+            "timings_s": {k: round(v, 4) for k, v in timings_s.items()},
+        }
+        (staging / RESULT_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return output_dir / RESULT_FILE
+
+
+@contextmanager
+def claimed_folder(output_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """Hold ``output_dir`` for this process while the block runs, checked before any work.
+
+    Refused with a UserError when it is a file, cannot be written, holds files (unless ``overwrite``, after
+    which ``write_turn`` replaces it whole), or is held by another run: an exclusive lock on
+    ``.<name>.lock`` beside it keeps two writers apart.
+    """
+    target = Path(output_dir)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"output_dir={target} is a file: give a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise UserError(f"output_dir={target} already holds files: give a new or empty folder, or overwrite=true "
+                        "to replace it whole")
+    lock_path = target.parent / f".{target.name}.lock"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "w")  # noqa: SIM115 (held open until the block ends)
+    except OSError as error:
+        raise UserError(f"cannot write output_dir={target}: {error.strerror}; give a folder you can write") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UserError(f"output_dir={target} is being written by another run: give another folder, or wait "
+                        "for it to finish") from None
+    try:
+        yield target
+    finally:
+        lock_path.unlink(missing_ok=True)
+        lock.close()
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, soundtrack: Path | None = None) -> None:
@@ -97,9 +133,3 @@ def even_frames(frames: np.ndarray) -> np.ndarray:
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return np.ascontiguousarray(frames, dtype=np.uint8)
-
-
-def _atomic(path: Path, write) -> None:
-    """Run ``write(temp_path)`` and rename the result to ``path`` (nextmm.atomic.staged_file)."""
-    with staged_file(path) as staging:
-        write(str(staging))
