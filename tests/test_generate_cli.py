@@ -83,9 +83,18 @@ def bad_files(tmp_path_factory):
         ("keep_claims=maybe", "keep_claims=maybe: give true or false"),
         ("guidance_scale=-1", "guidance_scale=-1: give 0 or more"),
         ("top_p=0", "top_p=0: give a number in (0, 1]"),
+        ("seed=abc", "seed=abc: give a whole number"),
+        ("seed=-1", "seed=-1: give a whole number"),
+        ("height=7", "height=7: the image decoder needs a multiple of 2 pixels"),
+        ("audio_seconds=1e9", "give seconds above 0, up to 600"),
+        ("outputs=[smell]", "outputs has 'smell'"),
+        ("device=tpu9", "device=tpu9: give auto, cpu, cuda"),
+        ("offload=maybe", "offload=maybe: give true or false"),
+        ("guidance_scale=nan", "guidance_scale=nan: give 0 or more"),
     ],
     ids=["missing", "corrupt-image", "corrupt-audio", "corrupt-video", "extension", "empty", "too-long",
-         "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims", "negative-guidance", "zero-top-p"],
+         "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims", "negative-guidance", "zero-top-p", "word-seed", "negative-seed", "odd-height", "huge-audio", "unknown-output",
+         "unknown-device", "bad-offload", "nan-guidance"],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, capsys, override, message):
     out = tmp_path / "out"

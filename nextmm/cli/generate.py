@@ -6,6 +6,7 @@ and nothing is written.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from nextmm.inference.generation import Conversation, GenerationSettings, to_med
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
+from nextmm.parts.decoders import pixel_factor
 
 SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
             "num_frames", "audio_seconds", "seed", "keep_claims")
@@ -25,8 +27,12 @@ SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "gu
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(name)):
+        raise ConfigError(f"device={name}: give auto, cpu, cuda, cuda:<n> or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available: use device=cpu or device=auto")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), from cuda:0")
     return torch.device(name)
 
 
@@ -55,8 +61,14 @@ def turn_settings(cfg: DictConfig) -> dict:
     """The generation settings the command line gives, checked (a bad value fails here, before the model loads)."""
     settings = {key: cfg[key] for key in SETTINGS}
     settings["outputs"] = as_list(cfg.outputs) or None
-    check_flag(cfg, "keep_claims")
+    for key in ("keep_claims", "quiet", "offload"):
+        check_flag(cfg, key)
     GenerationSettings().updated(**settings)
+    for key in ("height", "width"):
+        for modality in ("image", "video"):
+            factor = pixel_factor(cfg.model.decoders[modality])
+            if settings[key] is not None and settings[key] % factor:
+                raise ConfigError(f"{key}={settings[key]}: the {modality} decoder needs a multiple of {factor} pixels")
     return settings
 
 

@@ -11,6 +11,7 @@ A turn is a numbered sequence of plain steps:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -36,6 +37,12 @@ from nextmm.modality import MODALITIES, check_modality
 from nextmm.parts.preprocess import audio_tensor, image_tensor, load_media, video_tensor
 
 log = logging.getLogger(__name__)
+
+
+# Sizes a turn may ask for: beyond them a decoder would allocate more than any machine holds.
+MAX_SIDE = 4096
+MAX_FRAMES = 512
+MAX_AUDIO_SECONDS = 600
 
 
 @dataclass
@@ -71,26 +78,32 @@ class GenerationSettings:
         def number(value) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-        def whole(value) -> bool:
-            return number(value) and value == int(value) and value >= 1
+        def whole(low: int, high: int):
+            return lambda v: number(v) and v == int(v) and low <= v <= high
 
         rules = {
-            "max_new_tokens": (whole, "a whole number of tokens >= 1"),
+            "seed": (whole(0, 2**32 - 1), "a whole number from 0 to 2**32 - 1"),
+            "max_new_tokens": (whole(1, 1_000_000), "a whole number of tokens >= 1"),
             "temperature": (lambda v: number(v) and v >= 0, "0 (greedy) or more"),
             "top_p": (lambda v: number(v) and 0 < v <= 1, "a number in (0, 1]"),
-            "num_inference_steps": (whole, "a whole number of denoising steps >= 1, or null for the decoder's"),
-            "guidance_scale": (lambda v: number(v) and v >= 0,
+            "num_inference_steps": (whole(1, 1000), "a whole number of denoising steps from 1 to 1000, or null for "
+                                    "the decoder's"),
+            "guidance_scale": (lambda v: number(v) and 0 <= v < math.inf,
                                "0 or more (1 or less turns classifier-free guidance off), or null for the decoder's"),
-            "height": (whole, "a whole number of pixels, or null"),
-            "width": (whole, "a whole number of pixels, or null"),
-            "num_frames": (whole, "a whole number of frames, or null"),
-            "audio_seconds": (lambda v: number(v) and v > 0, "seconds above 0, or null"),
+            "height": (whole(1, MAX_SIDE), f"a whole number of pixels up to {MAX_SIDE}, or null"),
+            "width": (whole(1, MAX_SIDE), f"a whole number of pixels up to {MAX_SIDE}, or null"),
+            "num_frames": (whole(1, MAX_FRAMES), f"a whole number of frames from 1 to {MAX_FRAMES}, or null"),
+            "audio_seconds": (lambda v: number(v) and 0 < v <= MAX_AUDIO_SECONDS,
+                              f"seconds above 0, up to {MAX_AUDIO_SECONDS}, or null"),
         }
         optional = {"num_inference_steps", "guidance_scale", "height", "width", "num_frames", "audio_seconds"}
         for name, (valid, meaning) in rules.items():
             value = getattr(self, name)
             if not (value is None and name in optional) and not valid(value):
                 raise ConfigError(f"{name}={value}: give {meaning}")
+        for modality in self.outputs or ():
+            if modality not in MODALITIES:
+                raise ConfigError(f"outputs has {modality!r}: give a list of {', '.join(MODALITIES)}, or null")
 
 
 @dataclass

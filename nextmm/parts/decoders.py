@@ -58,6 +58,15 @@ AUDIOLDM_SAMPLE_RATE = 16000
 DEFAULT_FPS = 8
 
 
+def pixel_factor(decoder_cfg) -> int:
+    """How many pixels one latent cell spans (a height or width must be a multiple): 2 ** (VAE levels - 1) for a
+    decoder built from components, 8 for the real pipelines (Stable Diffusion, Zeroscope)."""
+    components = decoder_cfg.get("components") or {}
+    vae = (components.get("vae") or {}).get("config") or {}
+    levels = len(vae.get("block_out_channels") or [None] * 4)
+    return 2 ** (levels - 1)
+
+
 def pipeline_class(modality: str) -> type[DiffusionPipeline]:
     check_modality(modality)
     return getattr(diffusers, PIPELINES[modality])
