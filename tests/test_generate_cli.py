@@ -40,6 +40,7 @@ def test_result_json_lists_the_files(surf_vlog):
     assert {"load", "encode", "llm", "decode_image", "decode_audio", "decode_video", "write"} <= set(data["timings_s"])
     printed = result.stdout.strip().splitlines()
     assert printed[-1] == str(out / "result.json")
+    assert result.stderr == ""  # quiet=true: the answer and the paths only, no log lines or loading bars
     assert str(out / "video_0.mp4") in printed
 
 

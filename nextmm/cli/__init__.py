@@ -271,6 +271,8 @@ def run(
     def job(cfg: DictConfig) -> None:
         cfg = apart.apply(cfg)
         quiet_libraries()
+        if cfg.get("quiet") is True:
+            quiet_everything()
         def undo() -> None:
             if _is_run(cfg) and not existed:
                 _undo_run_folder(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
@@ -328,6 +330,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     transformers.logging.set_verbosity_error()
     diffusers.logging.set_verbosity_error()
+
+
+def quiet_everything() -> None:
+    """``quiet=true``: only the command's own output (the answer and the paths) and its errors."""
+    import diffusers
+    import transformers
+
+    logging.getLogger().setLevel(logging.WARNING)
+    transformers.logging.disable_progress_bar()
+    diffusers.logging.disable_progress_bar()
 
 
 def _first_line(error: Exception) -> str:
