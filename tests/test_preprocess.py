@@ -4,6 +4,8 @@ import ast
 import importlib.util
 import logging
 import math
+import re
+import subprocess
 import types
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import torchaudio
 from PIL import Image
 from torchvision import transforms
 
-from nextmm.errors import MediaError
+from nextmm.errors import ConfigError, MediaError
 from nextmm.parts import preprocess as pp
 
 DATA_PY = Path(importlib.util.find_spec("imagebind").submodule_search_locations[0]) / "data.py"
@@ -269,3 +271,35 @@ def test_missing_wrong_type_and_corrupt_files_raise_media_error(tmp_path, modali
 
 
 SUPPORTED_FIRST = {m: exts[0] for m, exts in pp.SUPPORTED_EXTENSIONS.items()}
+
+
+def test_inputs_preprocessing_cannot_use_are_one_line_errors_naming_them(tmp_path):
+    """Checked before decoding or allocating: a sliver of a picture, a folder, a sound-only video, NaN audio."""
+    import imageio_ffmpeg
+
+    Image.new("RGB", (12000, 1)).save(tmp_path / "sliver.png")  # 100 bytes that would scale to 2.7 M x 224
+    soundfile.write(tmp_path / "nan.wav", np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sound_only = tmp_path / "sound_only.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:a", "aac", str(sound_only)], check=True)
+    cases = {
+        ("image", tmp_path / "sliver.png"): "12000 x 1 pixels, longer than 20:1",
+        ("image", tmp_path): "is a folder, not a file",
+        ("audio", tmp_path / "nan.wav"): "NaN or infinite samples",
+        ("video", sound_only): "holds sound but no pictures",
+    }
+    for (modality, path), message in cases.items():
+        with pytest.raises(MediaError, match=re.escape(message)) as error:
+            pp.load_media(modality, path)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_in_memory_media_problems_are_media_errors():
+    from nextmm.inference.generation import GenerationSettings, to_media
+
+    with pytest.raises(MediaError, match="image input: the image is 0 x 0 pixels"):
+        to_media("image", Image.new("RGB", (0, 0)))
+    with pytest.raises(MediaError, match="audio input: the sound holds NaN"):
+        to_media("audio", (np.full(1600, np.inf, dtype=np.float32), 16000))
+    with pytest.raises(ConfigError, match=r"outputs='image': give a list"):
+        GenerationSettings().updated(outputs="image")

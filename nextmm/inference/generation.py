@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from nextmm.errors import ConfigError, UserError
+from nextmm.errors import ConfigError, MediaError, UserError
 from nextmm.inference.claims import claimed_media
 from nextmm.inference.prompt import (
     TURN_END,
@@ -101,6 +101,8 @@ class GenerationSettings:
             value = getattr(self, name)
             if not (value is None and name in optional) and not valid(value):
                 raise ConfigError(f"{name}={value}: give {meaning}")
+        if isinstance(self.outputs, str):
+            raise ConfigError(f"outputs={self.outputs!r}: give a list, e.g. outputs=[{self.outputs!r}]")
         for modality in self.outputs or ():
             if modality not in MODALITIES:
                 raise ConfigError(f"outputs has {modality!r}: give a list of {', '.join(MODALITIES)}, or null")
@@ -164,11 +166,14 @@ def to_media(modality: str, item) -> Media:
     check_modality(modality)
     if isinstance(item, (str, Path)):
         return Media(modality, load_media(modality, item))
-    if modality == "image" and isinstance(item, Image.Image):
-        return Media(modality, image_tensor(item.convert("RGB")))
-    if modality in ("audio", "video") and isinstance(item, tuple) and len(item) == 2:
-        convert = audio_tensor if modality == "audio" else video_tensor
-        return Media(modality, convert(*item))
+    try:  # in-memory media: their problems are the user's, in one line
+        if modality == "image" and isinstance(item, Image.Image):
+            return Media(modality, image_tensor(item.convert("RGB")))
+        if modality in ("audio", "video") and isinstance(item, tuple) and len(item) == 2:
+            convert = audio_tensor if modality == "audio" else video_tensor
+            return Media(modality, convert(*item))
+    except ValueError as error:
+        raise MediaError(f"{modality} input: {error}") from None
     if isinstance(item, Media):
         return item
     expected = {"image": "a path or a PIL image", "audio": "a path or (waveform, sample_rate)",

@@ -54,6 +54,12 @@ VIDEO_CLIPS = 5
 VIDEO_FRAMES_PER_CLIP = 2
 VIDEO_SPATIAL_CROPS = 3
 
+# What an input may be before it is refused: beyond these, preprocessing would allocate gigabytes for a file of a
+# few bytes (a 12000 x 1 picture scales to 2.7 M x 224) or read an hour of sound to use 6 s of it.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_ASPECT_RATIO = 20  # long side / short side
+MAX_AUDIO_SECONDS = 3600
+
 SUPPORTED_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "image": (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"),
     "audio": (".wav", ".flac", ".ogg", ".mp3"),  # what libsndfile (soundfile) decodes
@@ -87,6 +93,8 @@ def load_media_with(modality: str, path: str | os.PathLike, loader) -> Any:
     """`loader(path)` after load_media's checks, with its errors turned into one-line MediaErrors."""
     check_modality(modality)
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise MediaError(f"{path} is a folder, not a file: give the {modality} file's path")
     if not os.path.isfile(path):
         raise MediaError(f"{modality} file not found: {path} (check the path)")
     extension = os.path.splitext(path)[1].lower()
@@ -111,7 +119,20 @@ def load_media_with(modality: str, path: str | os.PathLike, loader) -> Any:
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL image -> (3, 224, 224): RGB, bicubic short side to 224, centre crop, CLIP-normalised."""
+    check_image_size(*image.size)
     return _image_transform(image.convert("RGB"))
+
+
+def check_image_size(width: int, height: int) -> None:
+    """An image preprocessing can scale: not empty, not too large, not a sliver (read from the header, before
+    decoding)."""
+    if width < 1 or height < 1:
+        raise _UnusableMedia(f"the image is {width} x {height} pixels: give a picture with content")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _UnusableMedia(f"the image is {width} x {height} pixels, more than {MAX_IMAGE_PIXELS:,}: scale it down")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise _UnusableMedia(f"the image is {width} x {height} pixels, longer than {MAX_ASPECT_RATIO}:1 on one side: "
+                             "crop it")
 
 
 def audio_tensor(waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -126,6 +147,8 @@ def audio_tensor(waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch
     if not waveform.is_floating_point():
         raise ValueError(f"waveform must hold floats in [-1, 1], got {waveform.dtype} (scale integer PCM first)")
     waveform = waveform.to(torch.float32, copy=True)  # modified in place below
+    if not torch.isfinite(waveform).all():
+        raise _UnusableMedia("the sound holds NaN or infinite samples: give samples in [-1, 1]")
     if waveform.ndim == 1:
         waveform = waveform.unsqueeze(0)
     if waveform.ndim != 2 or waveform.shape[0] > waveform.shape[1]:
@@ -262,13 +285,18 @@ def _spatial_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 def _load_image(path: str) -> torch.Tensor:
-    with Image.open(path) as image:
+    with Image.open(path) as image:  # reads the header only: the size is checked before decoding
+        check_image_size(*image.size)
         return image_tensor(image)
 
 
 def _load_audio(path: str) -> torch.Tensor:
     import soundfile  # torchaudio.load needs torchcodec from torchaudio 2.9 on
 
+    info = soundfile.info(path)
+    if info.duration > MAX_AUDIO_SECONDS:
+        raise _UnusableMedia(f"the recording lasts {info.duration:.0f} s, more than {MAX_AUDIO_SECONDS} s: ImageBind "
+                             "hears 6 s of it; cut it shorter")
     samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)  # (samples, channels)
     if samples.shape[0] == 0:
         raise MediaError(f"{path}: audio file holds no samples; use a non-empty recording")
@@ -295,6 +323,8 @@ def _decode_clip_frames(path: str) -> list[torch.Tensor]:
     """
     import imageio_ffmpeg
 
+    if _sound_only(path):
+        raise _UnusableMedia("it holds sound but no pictures: give a video file")
     num_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
     reader = imageio_ffmpeg.read_frames(path, output_params=["-fps_mode", "passthrough"])
     try:
@@ -319,6 +349,17 @@ def _decode_clip_frames(path: str) -> list[torch.Tensor]:
             "(e.g. ffmpeg -i in.mp4 out.mp4)"
         )
     return [torch.stack([decoded[int(i)] for i in indices]) for indices in per_clip]
+
+
+def _sound_only(path: str) -> bool:
+    """Whether ffmpeg reads the file's header and finds streams, none of them video (``ffmpeg -i`` lists them)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+                           text=True, errors="replace", check=False)
+    return "Stream #" in probe.stderr and "Video:" not in probe.stderr
 
 
 _LOADERS = {"image": _load_image, "audio": _load_audio, "video": _load_video}
