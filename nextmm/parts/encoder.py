@@ -27,6 +27,7 @@ from torch import nn
 from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.modality import check_modality
+from nextmm.weights.safe import read_plain_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -187,10 +188,7 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
             "from https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth there; "
             "or set encoder.checkpoint)"
         )
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors alike: the file is not a state dict
-        raise ConfigError(f"ImageBind checkpoint {path} cannot be read as a state dict: {err}") from err
+    state_dict = read_plain_tensors(path)
     if not isinstance(state_dict, Mapping):
         raise ConfigError(f"ImageBind checkpoint {path} holds a {type(state_dict).__name__}, not a state dict")
 

@@ -41,6 +41,7 @@ from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
 from nextmm.parts.llm import added_tokens, build_llm
 from nextmm.parts.projectors import InputProjector, build_output_projectors
+from nextmm.weights.safe import read_plain_tensors
 from nextmm.weights.trained import (
     ADAPTER_DIR,
     CONFIG_FILE,
@@ -95,11 +96,7 @@ def load_official(source: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConfigError(f"official checkpoint not found: {path} (download it with python -m nextmm download "
                           "parts=[nextgpt], or give source=<folder with pytorch_model.pt and the tokenizer files>)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler's refusals, zip and torch errors alike
-        raise ConfigError(f"{path} cannot be loaded as plain tensors (torch.load weights_only=True refused it: "
-                          f"{_refusal(error)}); nextmm never unpickles code") from None
+    state = read_plain_tensors(path)
     if not isinstance(state, Mapping):
         raise ConfigError(f"{path} holds a {type(state).__name__}, not a dict of tensors")
     odd = sorted(str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor))
@@ -262,15 +259,6 @@ def _official_name(key: str, expected: Expected) -> str:
             if rest.startswith(new):
                 return f"{OUTPUT_PROJECTORS[modality]}{old}{rest.removeprefix(new)}"
     return "llama_model." + re.sub(r"\.(lora_[AB])\.weight$", r".\1.default.weight", key)
-
-
-def _refusal(error: BaseException) -> str:
-    """The informative line of torch's weights-only refusal ("Unsupported global: ..."), else the first."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "Unsupported global" in line or "Unsupported operand" in line:
-            return line.removeprefix("WeightsUnpickler error: ").split(". Please")[0].rstrip(".")
-    return lines[0] if lines else type(error).__name__
 
 
 def _first_line(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
+from nextmm.weights.trained import pickled_adapter
 
 GUIDE = "docs/real_weights.md"
 IMAGEBIND_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
@@ -183,6 +184,8 @@ def _describe(slot: str, path: str) -> Missing:
                        f"build it from LLaMA-7B and {part.source} with FastChat's apply_delta; "
                        f"see {GUIDE}#vicuna-7b-v0")
     if slot == "trained":
+        if (target / "adapter" / "adapter_model.bin").is_file():
+            return Missing(path, "nextmm trained parts, refused", pickled_adapter(target / "adapter"))
         what = "nextmm trained parts, a folder with projectors.safetensors and adapter/"
         if target.name == CONVERTED_FOLDER:
             return Missing(path, what, f"python -m nextmm download parts=[nextgpt]{dest} (downloads and converts "

@@ -21,11 +21,13 @@ from omegaconf import OmegaConf
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.utils import load_peft_weights
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from torch import nn
 
 from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
+from nextmm.weights.safe import not_safetensors, read_safetensors
 
 PROJECTORS_FILE = "projectors.safetensors"
 ADAPTER_DIR = "adapter"
@@ -67,13 +69,15 @@ def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
     that ``save_trained_parts`` writes them back."""
     folder = Path(folder)
     projectors, adapter = folder / PROJECTORS_FILE, folder / ADAPTER_DIR
+    if (adapter / "adapter_model.bin").is_file() and not (adapter / "adapter_model.safetensors").is_file():
+        raise ConfigError(pickled_adapter(adapter))
     for needed in (projectors, adapter / "adapter_model.safetensors"):
         if not needed.is_file():
             raise ConfigError(
                 f"trained parts not found: {needed} is missing (expected a folder written by nextmm with "
                 f"{PROJECTORS_FILE} and {ADAPTER_DIR}/; train one with `nextmm train` or convert the official checkpoint)"
             )
-    state = load_file(projectors)
+    state = read_safetensors(projectors)
     check_state_dict(projector_state(model), state, str(projectors))
     for prefix in ("input_projector", "output_projectors"):
         getattr(model, prefix).load_state_dict(
@@ -81,10 +85,18 @@ def load_trained_parts(model: nn.Module, folder: str | Path) -> None:
         )
     if (folder / EMBEDDINGS_FILE).is_file():
         load_embeddings(model, folder / EMBEDDINGS_FILE)
-    weights = load_peft_weights(str(adapter), device="cpu")
+    try:
+        weights = load_peft_weights(str(adapter), device="cpu")
+    except SafetensorError as error:
+        raise ConfigError(not_safetensors(adapter / "adapter_model.safetensors", error)) from None
     expected = get_peft_model_state_dict(model.llm, save_embedding_layers=False)
     check_state_dict(expected, weights, str(adapter))
     set_peft_model_state_dict(model.llm, weights)
+
+
+def pickled_adapter(adapter: Path) -> str:
+    return (f"{adapter} holds adapter_model.bin, a pickle, which nextmm never loads (it can run code): save the "
+            "adapter as adapter_model.safetensors (peft's save_pretrained with safe_serialization=True)")
 
 
 def embedding_weights(llm: nn.Module) -> dict[str, torch.Tensor]:
@@ -103,7 +115,7 @@ def load_embeddings(model: nn.Module, path: str | Path) -> None:
     peft's token layers keep a copy of the new tokens' original rows (used to unmerge); it is refreshed so
     that it matches the new base matrices. The new tokens' trained rows still come from the adapter.
     """
-    state = load_file(path)
+    state = read_safetensors(path)
     weights = embedding_weights(model.llm)
     check_state_dict(weights, state, str(path))
     with torch.no_grad():
