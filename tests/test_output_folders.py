@@ -2,6 +2,7 @@
 
 import errno
 import json
+import os
 
 import pytest
 import soundfile
@@ -107,3 +108,26 @@ def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path, capsy
     code, _, err = generate(capsys, f"output_dir={target}")
     assert code == 2 and "is a file" in err
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_sigint_during_a_turn_exits_130_in_one_line_and_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nextmm", "generate", "prompt=surf vlog", "model=tiny", "max_new_tokens=4",
+               "num_inference_steps=400", "outputs=[image,audio,video]", f"output_dir={out}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "/400" not in seen:  # the turn is under way: the LLM has answered and a decoder is denoising
+        chunk = os.read(process.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, f"the run ended before its turn began: {seen[-2000:]}"
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = [line for line in rest.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+    assert lines[-1].startswith("interrupted") and not any("Traceback" in line for line in lines), lines
+    assert not out.exists() and not list(tmp_path.glob(".*"))
