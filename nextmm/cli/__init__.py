@@ -242,10 +242,10 @@ def run(
     """Run ``task(cfg)`` as a Hydra application, exit. User errors: one line on stderr, exit code 2.
 
     ``argv`` defaults to ``sys.argv[1:]``; ``command`` is how the user starts it, for --help (default
-    ``python -m nextmm.<config_name>``).
+    ``nextmm <config_name>``; nextmm.cli.commands passes the real one).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = command or f"python -m nextmm.{config_name}"
+    command = command or f"nextmm {config_name}"
     try:
         if argv and argv[0] in ("-h", "--help"):
             print(f"usage: {command} [key=value ...]   (Hydra's flags: --hydra-help)\n\nconfig (nextmm/conf/{config_name}.yaml):")
