@@ -147,3 +147,12 @@ def test_media_paths_with_any_characters_reach_the_turn(tmp_path):
     # a list of paths keeps Hydra's list syntax, in which a name with spaces or commas is quoted
     cfg = cli.compose_config("generate", [f"image=['{picture.name}',b.png]", "model=tiny"])
     assert list(cfg.image) == [picture.name, "b.png"]
+
+
+def test_a_prompt_over_the_context_fails_before_the_model_loads(tmp_path):
+    """Not quiet, yet one line: no loading bars or INFO lines of a model that was never needed."""
+    command = [sys.executable, "-m", "nextmm", "generate", "prompt=" + "long " * 600, f"output_dir={tmp_path / 'o'}"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: the prompt is 602 tokens, longer than the model's context of 512: "
+                                        "shorten it"]

@@ -19,6 +19,7 @@ from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.parts.decoders import pixel_factor
+from nextmm.parts.llm import build_tokenizer, context_length
 
 SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
             "num_frames", "audio_seconds", "seed", "keep_claims")
@@ -57,6 +58,17 @@ def check_flag(cfg: DictConfig, key: str) -> bool:
     return cfg[key]
 
 
+def check_prompt_length(prompt: str, model_cfg: DictConfig) -> None:
+    """A prompt longer than the LLM's context fails here, before the model loads (the turn checks the exact
+    length with the conversation format and media around it)."""
+    context = context_length(model_cfg.llm)
+    if len(prompt) <= context:  # a token holds one character or more: no need to tokenize
+        return
+    tokens = len(build_tokenizer(model_cfg.llm, model_cfg.signal_tokens)(prompt).input_ids)
+    if tokens >= context:
+        raise UserError(f"the prompt is {tokens} tokens, longer than the model's context of {context}: shorten it")
+
+
 def turn_settings(cfg: DictConfig) -> dict:
     """The generation settings the command line gives, checked (a bad value fails here, before the model loads)."""
     settings = {key: cfg[key] for key in SETTINGS}
@@ -84,6 +96,7 @@ def main(cfg: DictConfig) -> None:
     media = {m: [to_media(m, path) for path in as_list(cfg[m])] for m in MODALITIES}
     if not cfg.prompt.strip() and not any(media.values()):
         raise UserError("empty prompt and no media: give prompt=..., or image=, audio= or video= to respond to")
+    check_prompt_length(cfg.prompt, cfg.model)
     timings["read_inputs"] = time.perf_counter() - start
 
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):

@@ -6,6 +6,7 @@ only new rows, and peft trains exactly those rows (``trainable_token_indices``) 
 
 from __future__ import annotations
 
+import json
 import logging
 import string
 from collections.abc import Mapping
@@ -72,6 +73,14 @@ def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTraine
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def context_length(cfg: Mapping) -> int:
+    """The LLM's context in tokens, without loading it: its folder's config.json, else the config's architecture."""
+    path = resolve_path(cfg.get("path"))
+    if path and (path / "config.json").is_file():
+        return int(json.loads((path / "config.json").read_text())["max_position_embeddings"])
+    return int(cfg["architecture"]["max_position_embeddings"])
 
 
 def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, empty: bool = False) -> PeftModel:
