@@ -24,7 +24,7 @@ COMMANDS = {"/image": "image", "/audio": "audio", "/video": "video"}
 
 def main(cfg: DictConfig) -> None:
     settings = turn_settings(cfg)
-    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (cli.hydra_overrides)
+    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (nextmm.cli.app.hydra_overrides)
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):
         if output_dir.is_dir():  # empty, or overwrite=true: this session's turns only
             shutil.rmtree(output_dir)

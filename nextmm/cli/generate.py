@@ -87,7 +87,7 @@ def turn_settings(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (cli.hydra_overrides)
+    output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (nextmm.cli.app.hydra_overrides)
     settings = turn_settings(cfg)
     timings = {}
 
