@@ -84,7 +84,7 @@ def test_a_decoder_comes_out_the_same_whatever_is_trained_with_it(run, world, tm
         assert all(torch.equal(alone[key], with_others[key]) for key in alone), name
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_decoders(run, world, tmp_path, kill):
+def test_a_killed_run_resumes_to_the_uninterrupted_decoders(run, world, tmp_path, kill, capsys):
     """Killed mid-phase (image unet, from its step-2 checkpoint), then between phases (audio: vae done, vocoder
     not begun) after a finished modality (image, not trained again): resume=true ends with the weights, losses and
     scaling factors of the uninterrupted run, tensor for tensor."""
@@ -94,6 +94,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_decoders(run, world, tmp_path
     kill.after(6)  # image: vae 3 steps, unet 3: killed at the unet's last step, its checkpoint at step 2
     with pytest.raises(kill.error, match="step 3 of image unet"):
         pretrain_decoders.train(compose_config("stage/pretrain_decoders", argv))
+    capsys.readouterr()  # the killed run's progress bars
+    with pytest.raises(SystemExit) as exit_:  # continued only when asked
+        cli.run("stage/pretrain_decoders", pretrain_decoders.main, argv)
+    assert exit_.value.code == cli.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "already holds checkpoints: pass resume=true" in err and err.count("\n") == 1
     kill.after(1 + 3 + 1)  # image unet step 3; audio vae 3 steps; audio vocoder step 1, none of it kept
     with pytest.raises(kill.error, match="step 1 of audio vocoder"):
         pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, "resume=true"]))

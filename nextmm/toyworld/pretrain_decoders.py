@@ -31,6 +31,12 @@ every concept's canonical caption through nextmm.parts.decoders.Decoders from th
 num_inference_steps and guidance_scale, and classifies the media by the nearest centroid of the real training
 media's features (nextmm/toyworld/features.py). metrics.json holds, per modality, that accuracy (overall and per
 concept), the seconds to render one medium, the scaling factor, the first and last losses and each phase's seconds.
+
+Every phase runs on the one training loop (nextmm.training.loop), checkpointed every ``checkpoint.every`` steps
+and at its end under <output_dir>/checkpoints/<modality>/<phase>/. resume=true continues a stopped run, in a
+phase, between phases or between decoders, to the weights an uninterrupted run ends with: finished phases are
+loaded from their last checkpoint with the random streams' states, and a decoder already written and checked is
+kept (checkpoints/<modality>/finished.json). A resumed run's seconds count its own work only.
 """
 
 from __future__ import annotations
