@@ -125,6 +125,23 @@ def test_a_killed_run_resumes_to_the_uninterrupted_decoders(run, world, tmp_path
     assert kept == ["step-00000002", "step-00000003"]  # every 2 steps and at a phase's end, the newest 2
 
 
+def test_a_killed_vocoder_phase_resumes_with_its_discriminators(run, world, tmp_path, kill):
+    """The discriminators and their optimizer travel in the vocoder phase's checkpoints."""
+    _, _, first = run
+    argv = [f"data_root={world}", "modalities=[audio]", "phases=[vocoder]", f"decoders.audio.path={first / 'audio'}",
+            "vocoder.adversarial.weight=0.05", "checkpoint.every=1", *FEW_STEPS, "vocoder.steps=3"]
+    straight = pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, f"output_dir={tmp_path / 'a'}"]))
+    kill.after(3)  # the checkpoint of step 2 holds the discriminators after 2 updates
+    with pytest.raises(kill.error, match="step 3 of audio vocoder"):
+        pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, f"output_dir={tmp_path / 'b'}"]))
+    resumed = pretrain_decoders.train(compose_config("stage/pretrain_decoders",
+                                                     [*argv, f"output_dir={tmp_path / 'b'}", "resume=true"]))
+    assert resumed["metrics"]["audio"]["losses"] == straight["metrics"]["audio"]["losses"]
+    [mine], [theirs] = ((out / "audio" / "vocoder").glob("*.safetensors") for out in (tmp_path / "b", tmp_path / "a"))
+    mine, theirs = load_file(mine), load_file(theirs)
+    assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
+
+
 def test_phases_retrain_the_vocoder_alone_from_a_trained_folder(run, world, tmp_path):
     _, _, first = run
     cfg = compose_config("stage/pretrain_decoders", [
