@@ -6,7 +6,8 @@ modules' state instead of model/, and its outputs are its own):
 
     <output_dir>/checkpoints/step-00000500/   model/ (trained parts: projectors + adapter, safetensors),
                                               training.pt (optimizer, schedule, data position, step,
-                                              bad-sample counts), rng-<rank>.pt, run.yaml (resolved config)
+                                              bad-sample counts, losses so far), rng-<rank>.pt, run.yaml
+                                              (resolved config)
     <output_dir>/final/                       the trained parts at the last step (with ema.decay set: their
                                               average, its state in training.pt): model=<output_dir>/final
     <output_dir>/<stage>/                     tensorboard events, with logging.tracker=tensorboard
