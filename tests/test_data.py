@@ -170,6 +170,34 @@ def test_stream_resumes_at_the_same_batch_across_epochs():
     assert head + take(resumed, 3) == expected
 
 
+class Draws(torch.utils.data.Dataset):
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return torch.rand(())  # an augmentation's draw
+
+
+def test_seeded_samples_draw_by_their_place_in_the_run_whatever_reads_them():
+    def stream(workers):
+        return BatchStream(Draws(), batch_size=2, num_workers=workers, seed=3, collate_fn=torch.stack,
+                           seeded_samples=True)
+
+    straight = stream(0)
+    expected = [next(straight) for _ in range(5)]
+    assert len(set(torch.cat(expected).tolist())) == 10  # a new draw each time a scene comes again
+    first = stream(0)
+    torch.manual_seed(0)
+    head = [next(first) for _ in range(2)]  # read in this process
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(3), after)  # the caller's RNG is left as it was
+    resumed = stream(1)  # read by a worker, from the position the first stream reached
+    resumed.load_state_dict(first.state_dict())
+    tail = [next(resumed) for _ in range(3)]
+    assert torch.equal(torch.cat(head + tail), torch.cat(expected))
+
+
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_decoder_media_in_vae_layout(root, modality):
     spec = {

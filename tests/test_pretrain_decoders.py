@@ -24,7 +24,7 @@ from nextmm.toyworld.features import (
 )
 
 CONCEPTS = ["beach", "night"]
-FEW_STEPS = ["vae.steps=3", "vae.batch_size=2", "vocoder.steps=2", "vocoder.batch_size=2", "clap.steps=2",
+FEW_STEPS = ["vae.steps=3", "per_modality.image.vae.steps=3", "vae.batch_size=2", "vocoder.steps=2", "vocoder.batch_size=2", "clap.steps=2",
              "clap.batch_size=4", "unet.steps=3",
              "unet.batch_size=2", "per_modality.video.unet.batch_size=2", "evaluation.samples_per_concept=1",
              "data.num_workers=1", "logging.every=1",
@@ -82,6 +82,64 @@ def test_a_decoder_comes_out_the_same_whatever_is_trained_with_it(run, world, tm
         alone, with_others = load_file(tmp_path / "video" / name), load_file(together / "video" / name)
         assert alone.keys() == with_others.keys()
         assert all(torch.equal(alone[key], with_others[key]) for key in alone), name
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_decoders(run, world, tmp_path, kill, capsys):
+    """Killed mid-phase (image unet, from its step-2 checkpoint), then between phases (audio: vae done, vocoder
+    not begun) after a finished modality (image, not trained again): resume=true ends with the weights, losses and
+    scaling factors of the uninterrupted run, tensor for tensor."""
+    _, _, straight = run
+    argv = [f"data_root={world}", f"output_dir={tmp_path}", "modalities=[image,audio]", "checkpoint.every=2",
+            *FEW_STEPS]
+    kill.after(6)  # image: vae 3 steps, unet 3: killed at the unet's last step, its checkpoint at step 2
+    with pytest.raises(kill.error, match="step 3 of image unet"):
+        pretrain_decoders.train(compose_config("stage/pretrain_decoders", argv))
+    capsys.readouterr()  # the killed run's progress bars
+    with pytest.raises(SystemExit) as exit_:  # continued only when asked
+        cli.run("stage/pretrain_decoders", pretrain_decoders.main, argv)
+    assert exit_.value.code == cli.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "already holds checkpoints: pass resume=true" in err and err.count("\n") == 1
+    kill.after(1 + 3 + 1)  # image unet step 3; audio vae 3 steps; audio vocoder step 1, none of it kept
+    with pytest.raises(kill.error, match="step 1 of audio vocoder"):
+        pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, "resume=true"]))
+    assert (tmp_path / "checkpoints" / "image" / pretrain_decoders.FINISHED).is_file()
+    written = (tmp_path / "image" / "model_index.json").stat().st_mtime_ns
+    kill.after(1)  # the image decoder is done: the first step of this run is the audio vocoder's
+    with pytest.raises(kill.error, match="step 1 of audio vocoder"):
+        pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, "resume=true"]))
+    pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, "resume=true"]))
+    assert (tmp_path / "image" / "model_index.json").stat().st_mtime_ns == written  # neither written nor checked again
+
+    expected, resumed = (json.loads((out / "metrics.json").read_text()) for out in (straight, tmp_path))
+    assert set(resumed) == {"image", "audio"}
+    for modality in ("image", "audio"):
+        for key in ("losses", "scaling_factor", "accuracy", "per_concept"):
+            assert resumed[modality][key] == expected[modality][key], (modality, key)
+        files = sorted(path.relative_to(straight / modality) for path in (straight / modality).rglob("*.safetensors"))
+        assert len(files) == (4 if modality == "audio" else 3)
+        for name in files:
+            mine, theirs = load_file(tmp_path / modality / name), load_file(straight / modality / name)
+            assert all(torch.equal(mine[key], theirs[key]) for key in theirs), name
+    kept = sorted(p.name for p in (tmp_path / "checkpoints" / "audio" / "vae").iterdir())
+    assert kept == ["step-00000002", "step-00000003"]  # every 2 steps and at a phase's end, the newest 2
+
+
+def test_a_killed_vocoder_phase_resumes_with_its_discriminators(run, world, tmp_path, kill):
+    """The discriminators and their optimizer travel in the vocoder phase's checkpoints."""
+    _, _, first = run
+    argv = [f"data_root={world}", "modalities=[audio]", "phases=[vocoder]", f"decoders.audio.path={first / 'audio'}",
+            "vocoder.adversarial.weight=0.05", "checkpoint.every=1", *FEW_STEPS, "vocoder.steps=3"]
+    straight = pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, f"output_dir={tmp_path / 'a'}"]))
+    kill.after(3)  # the checkpoint of step 2 holds the discriminators after 2 updates
+    with pytest.raises(kill.error, match="step 3 of audio vocoder"):
+        pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, f"output_dir={tmp_path / 'b'}"]))
+    resumed = pretrain_decoders.train(compose_config("stage/pretrain_decoders",
+                                                     [*argv, f"output_dir={tmp_path / 'b'}", "resume=true"]))
+    assert resumed["metrics"]["audio"]["losses"] == straight["metrics"]["audio"]["losses"]
+    [mine], [theirs] = ((out / "audio" / "vocoder").glob("*.safetensors") for out in (tmp_path / "b", tmp_path / "a"))
+    mine, theirs = load_file(mine), load_file(theirs)
+    assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
 
 
 def test_phases_retrain_the_vocoder_alone_from_a_trained_folder(run, world, tmp_path):
@@ -193,7 +251,7 @@ def test_losses_fall_when_overfitting_one_batch():
     latents = torch.randn(2, 4, 16, 16)
     scheduler = pretrain_decoders.DDPMScheduler.from_config(pipe.scheduler.config)
     unet_and_text = torch.nn.ModuleList([pipe.unet.train(), pipe.text_encoder.train()])
-    overfit(unet_and_text, lambda: pretrain_decoders.denoising_loss(
+    overfit(unet_and_text, lambda: pretrain_decoders.unet_loss(
         pipe, scheduler, "image", latents, ["a beach", ""], snr_gamma=5.0))
 
 

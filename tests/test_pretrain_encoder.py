@@ -76,7 +76,7 @@ def test_temperature_learns_only_when_asked():
 
 def test_trainable_towers_are_exactly_the_named_ones():
     model = ImageBindEncoder.from_config(compose_config("stage/pretrain_encoder", []).encoder).model
-    names = recipe().set_trainable(model, ["text", "vision", "audio"])
+    names = recipe().set_trainable_towers(model, ["text", "vision", "audio"])
     assert {n.split(".")[1] for n in names} == {"text", "vision", "audio"}
     frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {"depth", "thermal", "imu"}
@@ -107,6 +107,22 @@ def test_three_steps_write_a_checkpoint_the_encoder_loads(world, tmp_path):
     fresh = ImageBindEncoder.from_config(cfg.encoder).model.state_dict()
     assert not torch.equal(fresh["modality_heads.vision.2.weight"], saved["modality_heads.vision.2.weight"])
     assert torch.equal(fresh["modality_heads.depth.2.weight"], saved["modality_heads.depth.2.weight"])
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_encoder(world, tmp_path, kill):
+    """With word dropout, general text and a DataLoader worker, whose draws are seeded by each scene's place."""
+    extra = ["train.max_steps=4", "checkpoint.every=2", "data.word_dropout=0.3", "data.general_text=0.5",
+             "data.num_workers=1"]
+    straight = recipe().train(config(world, tmp_path / "straight", *extra))
+    kill.after(3)
+    with pytest.raises(kill.error):
+        recipe().train(config(world, tmp_path / "killed", *extra))
+    resumed = recipe().train(config(world, tmp_path / "killed", *extra, "resume=true"))
+    assert len(resumed["losses"]) == 2 and resumed["run_losses"] == straight["losses"]
+    assert resumed["retrieval"] == straight["retrieval"]
+    weights = [torch.load(out / "imagebind.pth", weights_only=True) for out in (tmp_path / "straight", tmp_path / "killed")]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
 
 
 def test_word_dropout_leaves_out_words_in_order_and_keeps_one():
@@ -236,7 +252,7 @@ def test_loss_falls_when_overfitting_four_scenes(world):
     torch.manual_seed(0)
     batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
     model = ImageBindEncoder.from_config(cfg.encoder).model
-    module.set_trainable(model, list(cfg.trainable))
+    module.set_trainable_towers(model, list(cfg.trainable))
     model.train()
     loss_fn = InfoNCE(cfg.loss.temperature, learnable=True)
     params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]

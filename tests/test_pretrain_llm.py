@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+from accelerate import Accelerator
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -224,8 +225,9 @@ def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
         cli.run("stage/pretrain_llm", pretrain_llm.main, argv)
     assert exit_.value.code == 0
     folder = out / "llm"
-    # the run's .hydra/ and log, and no staging folder left behind
-    assert sorted(p.name for p in out.iterdir()) == [".hydra", "llm", "pretrain_llm.log"]
+    # the run's .hydra/, log and checkpoints, and no staging folder left behind
+    assert sorted(p.name for p in out.iterdir()) == [".hydra", "checkpoints", "llm", "pretrain_llm.log"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000003"]
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     config = json.loads((folder / "config.json").read_text())
     assert (config["hidden_size"], config["num_hidden_layers"], config["dtype"]) == (256, 1, "float16")
@@ -247,7 +249,37 @@ def test_a_few_steps_write_an_llm_folder_nextmm_loads(world, tmp_path):
     assert llm.config.vocab_size == len(model.tokenizer)
 
 
-def test_a_short_overfit_makes_the_loss_fall(texts, tokenizer):
+def test_a_killed_run_resumes_to_the_uninterrupted_model(texts, tokenizer, tmp_path, kill):
+    stream = pretrain_llm.token_stream([[line] for line in texts[:4]], tokenizer)
+    architecture = {"hidden_size": 256, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                    "num_key_value_heads": 2, "max_position_embeddings": 64}
+    vectors = word_vectors()
+
+    def run(out, resume=False):
+        cfg = OmegaConf.create({
+            "output_dir": str(out), "resume": resume, "checkpoint": {"every": 2, "keep_last": 2},
+            "train": {"max_steps": 4, "batch_size": 2, "seq_len": 16}, "embeddings": {"lr": 1e-2},
+            "optimizer": {"lr": 1e-2, "betas": [0.9, 0.95], "weight_decay": 0.1, "warmup_steps": 2,
+                          "schedule": "cosine", "total_steps": None, "max_grad_norm": 1.0},
+            "logging": {"every": 10},
+        })
+        model = pretrain_llm.build_model(architecture, tokenizer, vectors, norm=1.0, seed=0)
+        shortlist = pretrain_llm.Shortlist(stream, vocab_size=len(tokenizer), width=256)
+        result = pretrain_llm.train_next_token(Accelerator(cpu=True), model, stream, shortlist, cfg,
+                                               torch.Generator().manual_seed(0))
+        return result, {**model.state_dict(), "delta": shortlist.delta.detach().clone()}
+
+    straight, expected = run(tmp_path / "straight")
+    kill.after(3)  # step 3 done, its checkpoint not written: the resumed run redoes it from step 2's
+    with pytest.raises(kill.error):
+        run(tmp_path / "killed")
+    resumed, weights = run(tmp_path / "killed", resume=True)
+    assert len(resumed["losses"]) == 2 and resumed["run_losses"] == straight["losses"]
+    assert expected["delta"].any() and weights.keys() == expected.keys()
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+
+
+def test_a_short_overfit_makes_the_loss_fall(texts, tokenizer, tmp_path):
     torch.manual_seed(0)
     documents = [[line] for line in texts[:4]]
     stream = pretrain_llm.token_stream(documents, tokenizer)
@@ -259,12 +291,15 @@ def test_a_short_overfit_makes_the_loss_fall(texts, tokenizer):
         "optimizer": {"lr": 1e-2, "betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 5,
                       "schedule": "cosine", "total_steps": None, "max_grad_norm": 1.0},
         "logging": {"every": 10},
+        "output_dir": str(tmp_path), "resume": False, "checkpoint": {"every": 1000, "keep_last": 1},
     })
     architecture = {"hidden_size": 256, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
                     "num_key_value_heads": 2, "max_position_embeddings": 64}
     model = pretrain_llm.build_model(architecture, tokenizer, word_vectors(), norm=1.0, seed=0)
     frozen = model.get_input_embeddings().weight.clone()
-    losses = pretrain_llm.fit(model, stream, shortlist, cfg, torch.Generator().manual_seed(0))
+    accelerator = Accelerator(cpu=True)
+    losses = pretrain_llm.train_next_token(accelerator, model, stream, shortlist, cfg,
+                                           torch.Generator().manual_seed(0))["losses"]
     assert math.isfinite(losses[-1]) and sum(losses[-5:]) / 5 < 0.4 * losses[0]
-    assert pretrain_llm.evaluate(model, stream, shortlist, 32) < 0.4 * losses[0]
+    assert pretrain_llm.validation_loss(model, stream, shortlist, 32) < 0.4 * losses[0]
     assert torch.equal(model.get_input_embeddings().weight, frozen) and not shortlist.delta.any()  # embeddings.lr 0

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from nextmm.data import build_dataset
 from nextmm.data.decoder_media import decoder_media_spec
-from nextmm.training.loop import train_stage
 from nextmm.training.losses import StageLoss
+from nextmm.training.stage import train_stage
 
 STAGE = "decoder_side"
 

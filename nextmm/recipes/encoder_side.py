@@ -15,8 +15,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from nextmm.data import build_dataset
-from nextmm.training.loop import train_stage
 from nextmm.training.losses import StageLoss
+from nextmm.training.stage import train_stage
 
 STAGE = "encoder_side"
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 # The data and the loss are the decoder side's: its dataset reads every instruction format too.
 from nextmm.recipes.decoder_side import dataset_for, loss_for
-from nextmm.training.loop import train_stage
+from nextmm.training.stage import train_stage
 
 STAGE = "modality_switching"
 

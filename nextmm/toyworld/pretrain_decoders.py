@@ -31,6 +31,12 @@ every concept's canonical caption through nextmm.parts.decoders.Decoders from th
 num_inference_steps and guidance_scale, and classifies the media by the nearest centroid of the real training
 media's features (nextmm/toyworld/features.py). metrics.json holds, per modality, that accuracy (overall and per
 concept), the seconds to render one medium, the scaling factor, the first and last losses and each phase's seconds.
+
+Every phase runs on the one training loop (nextmm.training.loop), checkpointed every ``checkpoint.every`` steps
+and at its end under <output_dir>/checkpoints/<modality>/<phase>/. resume=true continues a stopped run, in a
+phase, between phases or between decoders, to the weights an uninterrupted run ends with: finished phases are
+loaded from their last checkpoint with the random streams' states, and a decoder already written and checked is
+kept (checkpoints/<modality>/finished.json). A resumed run's seconds count its own work only.
 """
 
 from __future__ import annotations
@@ -77,11 +83,14 @@ from nextmm.toyworld.features import (
     video_features,
 )
 from nextmm.toyworld.language import canonical_caption, captions
-from nextmm.training import optimization
+from nextmm.training.checkpoints import CHECKPOINTS, Checkpoints, ModuleWeights
 from nextmm.training.contrastive import InfoNCE
+from nextmm.training.loop import ModuleLoss, RandomBatches, train_loop
 from nextmm.training.losses import min_snr_weights
+from nextmm.training.run import BatchSize, start_run
 
 STAGE = "pretrain_decoders"
+FINISHED = "finished.json"  # in a modality's checkpoints: its metrics, once its folder is written and checked
 PHASES = ("vae", "vocoder", "clap", "unet")  # in training order; audio alone has a vocoder and a CLAP
 FEATURES = {"image": image_features, "audio": audio_features, "video": video_features}
 STFT_RESOLUTIONS = ((256, 64), (1024, 256), (2048, 512))  # (n_fft, hop) of the vocoder's multi-resolution loss
@@ -154,26 +163,6 @@ def to_pixels(media: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- training
-def fit(name: str, params: list[nn.Parameter], loss_fn: Callable[[], dict[str, torch.Tensor]], phase: DictConfig,
-        cfg: DictConfig) -> list[float]:
-    """AdamW with warmup and cosine decay for ``phase.steps`` steps of ``loss_fn()["loss"]``; the losses."""
-    optimizer = torch.optim.AdamW(params, lr=phase.lr, weight_decay=cfg.optimizer.weight_decay)
-    schedule = {"warmup_steps": cfg.optimizer.warmup_steps, "schedule": "cosine", "total_steps": None}
-    scheduler = optimization.build_scheduler(optimizer, schedule, phase.steps)
-    losses = []
-    progress = tqdm(range(phase.steps), desc=name, unit="step", dynamic_ncols=True)
-    for step in progress:
-        terms = loss_fn()
-        losses.append(optimization.optimizer_step(terms["loss"], params, optimizer, scheduler, cfg.optimizer.max_grad_norm))
-        if not math.isfinite(losses[-1]):
-            raise RuntimeError(f"{name}: the loss is {losses[-1]} at step {step + 1}; lower the learning rate")
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
-        if (step + 1) % cfg.logging.every == 0 or step + 1 == phase.steps:
-            log.info("%s step %d: %s", name, step + 1, " ".join(f"{k} {float(v.detach()):.4f}" for k, v in terms.items()))
-    progress.close()
-    return losses
-
-
 def random_crop(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """One random (min(size, H), min(size, W)) window of a (B, C, H, W) batch."""
     height, width = batch.shape[-2:]
@@ -238,7 +227,7 @@ def conditioning(pipe: DiffusionPipeline, modality: str, texts: list[str]) -> di
     return {"encoder_hidden_states": pipe.encode_prompt(texts, device, 1, False)[0]}
 
 
-def denoising_loss(
+def unet_loss(
     pipe: DiffusionPipeline, noise_scheduler: DDPMScheduler, modality: str, latents: torch.Tensor, texts: list[str],
     snr_gamma: float | None,
 ) -> dict[str, torch.Tensor]:
@@ -333,6 +322,14 @@ class Adversary:
         loss = self.settings.weight * adversarial + self.settings.feature_matching * matching
         return {"loss": loss, "adversarial": adversarial, "feature_matching": matching, "discriminator": judged.detach()}
 
+    def state_dict(self) -> dict:
+        """The discriminators and their optimizer, for the vocoder phase's checkpoints."""
+        return {"judge": self.judge.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.judge.load_state_dict(state["judge"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
 
 class MelEncoder(nn.Module):
     """The CLAP phase's audio side: the time mean and standard deviation of a (B, 1, T, M) log-mel through an MLP
@@ -352,15 +349,41 @@ def phase_cfg(cfg: DictConfig, phase: str, modality: str) -> DictConfig:
     return OmegaConf.merge(cfg[phase], own)
 
 
+def train_phase(name: str, phase: DictConfig, loss: ModuleLoss, draw: Callable, random: tuple, terms: list[str],
+                cfg: DictConfig, accelerator: Accelerator, folder: Path, state: dict | None = None) -> list[float]:
+    """One phase on the one loop: AdamW over ``loss``'s trainable parameters at ``phase.lr`` with warmup and
+    cosine decay for ``phase.steps`` steps, batches from ``draw()`` (drawing from the modality's ``random``
+    streams), checkpoints under ``folder``. A finished phase is loaded from its last checkpoint, RNG states
+    included, so what follows draws what it would have. Returns every step's loss."""
+    def optimizer_for(module: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in module.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=phase.lr, weight_decay=cfg.optimizer.weight_decay)
+
+    schedule = {"warmup_steps": cfg.optimizer.warmup_steps, "schedule": "cosine", "total_steps": None,
+                "max_grad_norm": cfg.optimizer.max_grad_norm}
+    checkpoints = Checkpoints(folder, accelerator, cfg.checkpoint.keep_last, ModuleWeights(**loss.trained), cfg)
+    result = train_loop(
+        accelerator, name=name, loss=loss, batches=RandomBatches(draw, *random), optimizer_for=optimizer_for,
+        schedule=schedule, max_steps=phase.steps, checkpoints=checkpoints, checkpoint_every=cfg.checkpoint.every,
+        resume=cfg.resume, terms=terms, batch_size=lambda _: BatchSize(phase.batch_size),
+        log_every=cfg.logging.every, state=state,
+    )
+    return result["run_losses"]
+
+
 def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Path, generator: torch.Generator,
-                   rng: np.random.Generator, device: torch.device) -> tuple[DiffusionPipeline, dict, list[np.ndarray]]:
-    """Build and train one decoder pipeline on `device`. Returns it, a report (losses, scaling factor, seconds per
-    phase) and the real media as the pipeline renders them (uint8 (H, W, 3) or (F, H, W, 3), or waveforms (n,))."""
+                   rng: np.random.Generator, accelerator: Accelerator) -> tuple[DiffusionPipeline, dict, list[np.ndarray]]:
+    """Build and train one decoder pipeline on the accelerator's device, its phases checkpointed under
+    <output_dir>/checkpoints/<modality>/<phase>/. Returns it, a report (losses, scaling factor, seconds per phase
+    in this invocation) and the real media as the pipeline renders them (uint8 (H, W, 3) or (F, H, W, 3), or
+    waveforms (n,))."""
+    device = accelerator.device
     pipe = build_pipeline(modality, cfg.decoders[modality]).to(device)
     decoders = Decoders({modality: cfg.decoders[modality]})
     decoders.use(modality, pipe)
     spec = decoder_media_spec(decoders, modality)
     report: dict = {"seconds": {}, "losses": {}}
+    folder, random = Path(cfg.output_dir) / CHECKPOINTS / modality, (generator, rng)
 
     # 1. the media, in the VAE's layout
     start = time.perf_counter()
@@ -377,13 +400,15 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     phases = set(cfg.phases)
     if "vae" in phases:
         start, phase, vae = time.perf_counter(), phase_cfg(cfg, "vae", modality), pipe.vae
-        vae.train().requires_grad_(True)
+        vae.requires_grad_(True)
 
-        def vae_step() -> dict:
+        def vae_batch() -> torch.Tensor:  # (B, C, crop, crop)
             index = torch.randint(0, len(vae_data), (phase.batch_size,), generator=generator)
-            return vae_loss(vae, random_crop(vae_data[index], phase.crop, generator), phase.kl_weight)
+            return random_crop(vae_data[index], phase.crop, generator)
 
-        report["losses"]["vae"] = fit(f"{modality} vae", list(vae.parameters()), vae_step, phase, cfg)
+        loss = ModuleLoss(lambda batch: vae_loss(vae, batch, phase.kl_weight), vae=vae)
+        report["losses"]["vae"] = train_phase(f"{modality} vae", phase, loss, vae_batch, random, ["loss", "l1", "kl"],
+                                              cfg, accelerator, folder / "vae")
         vae.eval().requires_grad_(False)
         latent_mean, latent_std = encode(vae, vae_data, phase.batch_size)
         scale = latent_scale(latent_mean, latent_std, generator)
@@ -401,15 +426,19 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
         if vocoder.config.normalize_before:  # SpeechT5HifiGan standardises its input by these buffers
             vocoder.mean.copy_(mels.mean((0, 1)))
             vocoder.scale.copy_(mels.std((0, 1)))
-        vocoder.train().requires_grad_(True)
+        vocoder.requires_grad_(True)
         segment, hop = min(phase.segment_frames, spec.frames), spec.hop_length
         adversary = Adversary(phase.adversarial, device) if phase.adversarial.weight > 0 else None
 
-        def vocoder_step() -> dict:
+        def vocoder_batch() -> tuple[torch.Tensor, torch.Tensor]:  # (B, segment, M) log-mels, (B, segment * hop)
             index = torch.randint(0, len(mels), (phase.batch_size,), generator=generator)
             first = torch.randint(0, spec.frames - segment + 1, (phase.batch_size,), generator=generator)
             mel = torch.stack([mels[i, f : f + segment] for i, f in zip(index.tolist(), first.tolist())])
             wave = torch.stack([waves[i, f * hop : (f + segment) * hop] for i, f in zip(index.tolist(), first.tolist())])
+            return mel, wave
+
+        def vocoder_terms(batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
+            mel, wave = batch
             output = vocoder(mel)  # (B, segment * hop)
             terms = vocoder_loss(output, wave, log_mel, vocoder.config.sampling_rate, phase.band_weight)
             if adversary is None:
@@ -417,7 +446,11 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
             gan = adversary.terms(output, wave)
             return {**terms, **gan, "loss": terms["loss"] + gan["loss"]}
 
-        report["losses"]["vocoder"] = fit("audio vocoder", list(vocoder.parameters()), vocoder_step, phase, cfg)
+        names = ["loss", "mel_l1", "stft", "bands"]
+        names += ["adversarial", "feature_matching", "discriminator"] if adversary is not None else []
+        report["losses"]["vocoder"] = train_phase(
+            "audio vocoder", phase, ModuleLoss(vocoder_terms, vocoder=vocoder), vocoder_batch, random, names, cfg,
+            accelerator, folder / "vocoder", state={"adversary": adversary} if adversary is not None else None)
         vocoder.eval().requires_grad_(False)
         report["seconds"]["vocoder"] = time.perf_counter() - start
 
@@ -427,17 +460,21 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
         index_of = {c: i for i, c in enumerate(sorted({s["concept"] for s in scenes}))}
         labels = torch.tensor([index_of[s["concept"]] for s in scenes], device=device)
         mel_encoder = MelEncoder(spec.mel_bins, phase.width, text_encoder.config.projection_dim).to(device)
-        loss_fn = InfoNCE(phase.temperature, learnable=False)
-        text_encoder.train().requires_grad_(True)
+        info_nce = InfoNCE(phase.temperature, learnable=False)
+        text_encoder.requires_grad_(True)
 
-        def clap_step() -> dict:
+        def clap_batch() -> tuple[torch.Tensor, list[str]]:  # scene indices (B,), their captions
             index = torch.randint(0, len(scenes), (phase.batch_size,), generator=generator)
-            texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions, 0.0)
-            text = conditioning(pipe, modality, texts)["class_labels"]
-            return {"loss": loss_fn(text, mel_encoder(media[index]), labels[index])}
+            return index, caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions, 0.0)
 
-        params = [*text_encoder.parameters(), *mel_encoder.parameters()]
-        report["losses"]["clap"] = fit("audio clap", params, clap_step, phase, cfg)
+        def clap_terms(batch: tuple[torch.Tensor, list[str]]) -> dict:
+            index, texts = batch
+            text = conditioning(pipe, modality, texts)["class_labels"]
+            return {"loss": info_nce(text, mel_encoder(media[index]), labels[index])}
+
+        loss = ModuleLoss(clap_terms, text_encoder=text_encoder, mel_encoder=mel_encoder)
+        report["losses"]["clap"] = train_phase("audio clap", phase, loss, clap_batch, random, ["loss"], cfg,
+                                               accelerator, folder / "clap")
         text_encoder.eval().requires_grad_(False)
         report["seconds"]["clap"] = time.perf_counter() - start
 
@@ -448,19 +485,20 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
         latent_mean = unet_layout(modality, latent_mean, len(scenes)) * scale
         latent_std = unet_layout(modality, latent_std, len(scenes)) * scale
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the decoder's training noise schedule
-        trained = [pipe.unet, pipe.text_encoder] if phase.train_text_encoder else [pipe.unet]
-        for module in trained:
-            module.train().requires_grad_(True)
+        trained = {"unet": pipe.unet, "text_encoder": pipe.text_encoder} if phase.train_text_encoder else {"unet": pipe.unet}
+        for module in trained.values():
+            module.requires_grad_(True)
 
-        def unet_step() -> dict:
+        def unet_batch() -> tuple[torch.Tensor, list[str]]:  # latents (B, C, [F,] h, w), their captions
             index, latents = latent_batch(latent_mean, latent_std, phase, generator)
             texts = caption_batch([scenes[i] for i in index.tolist()], modality, rng, phase.drawn_captions,
                                   phase.caption_dropout)
-            return denoising_loss(pipe, noise_scheduler, modality, latents, texts, phase.snr_gamma)
+            return latents, texts
 
-        params = [p for module in trained for p in module.parameters()]
-        report["losses"]["unet"] = fit(f"{modality} unet", params, unet_step, phase, cfg)
-        for module in trained:
+        loss = ModuleLoss(lambda batch: unet_loss(pipe, noise_scheduler, modality, *batch, phase.snr_gamma), **trained)
+        report["losses"]["unet"] = train_phase(f"{modality} unet", phase, loss, unet_batch, random, ["loss", "mse"],
+                                               cfg, accelerator, folder / "unet")
+        for module in trained.values():
             module.eval().requires_grad_(False)
         report["seconds"]["unet"] = time.perf_counter() - start
     return pipe, report, real
@@ -468,7 +506,7 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
 
 # ------------------------------------------------------------------------------------------ quality check
 @torch.no_grad()
-def evaluate(modality: str, folder: Path, decoder_cfg: DictConfig, real: list, concepts: list[str],
+def quality_check(modality: str, folder: Path, decoder_cfg: DictConfig, real: list, concepts: list[str],
              prompts: dict[str, str], cfg: DictConfig, device: torch.device) -> dict:
     """Render each concept's caption from the written folder through Decoders and classify the media by the
     nearest centroid of the real media's features: {"accuracy", "per_concept", "render_seconds"}."""
@@ -521,7 +559,10 @@ def train(cfg: DictConfig) -> dict:
     root, output_dir = Path(cfg.data_root), Path(cfg.output_dir)
     scenes = load_scenes(root)
     concepts = [scene["concept"] for scene in scenes]
-    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
+    accelerator = start_run(cfg, STAGE)
+    if accelerator.num_processes > 1:  # its batches are not shared out: every process would train on the same
+        raise ConfigError(f"{STAGE} runs in one process (CUDA when present); start it without accelerate launch")
+    device = accelerator.device  # CUDA when present unless device=cpu
     log.info("training on %s", device)
     output_dir.mkdir(parents=True, exist_ok=True)
     with staged_file(output_dir / "config.yaml") as path:
@@ -529,24 +570,32 @@ def train(cfg: DictConfig) -> dict:
 
     metrics, folders = {}, {}
     for modality in modalities:
-        generator, rng = modality_random(cfg.seed, modality)
-        pipe, report, real = train_modality(modality, cfg, scenes, root, generator, rng, device)
         folders[modality] = output_dir / modality
+        finished = output_dir / CHECKPOINTS / modality / FINISHED  # its folder written and checked
+        if cfg.resume and finished.is_file() and folders[modality].is_dir():
+            metrics[modality] = json.loads(finished.read_text(encoding="utf-8"))
+            log.info("%s: finished in the run resumed (%s)", modality, folders[modality])
+            continue
+        generator, rng = modality_random(cfg.seed, modality)
+        pipe, report, real = train_modality(modality, cfg, scenes, root, generator, rng, accelerator)
         with staged_folder(folders[modality]) as staging:
             pipe.save_pretrained(staging, safe_serialization=True)
         log.info("wrote %s (decoders.%s.path=%s)", folders[modality], modality, folders[modality])
         start = time.perf_counter()
-        quality = evaluate(modality, folders[modality], cfg.decoders[modality], real, concepts,
+        quality = quality_check(modality, folders[modality], cfg.decoders[modality], real, concepts,
                            concept_captions(root, sorted(set(concepts)), modality), cfg, device)
         report["seconds"]["quality_check"] = time.perf_counter() - start
         log.info("%s: concept accuracy %.3f (%s), one medium renders in %.2f s", modality, quality["accuracy"],
                  " ".join(f"{c} {a:.2f}" for c, a in quality["per_concept"].items()), quality["render_seconds"])
         report["losses"] = {k: {"first": v[0], "last": v[-1]} for k, v in report["losses"].items() if v}
         metrics[modality] = {**quality, **report}
+        with staged_file(finished) as path:
+            path.write_text(json.dumps(metrics[modality], indent=1) + "\n", encoding="utf-8")
 
     with staged_file(output_dir / "metrics.json") as path:
         path.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     log.info("concept accuracy: %s", " ".join(f"{m} {v['accuracy']:.3f}" for m, v in metrics.items()))
+    accelerator.end_training()
     return {"metrics": metrics, "folders": folders}
 
 

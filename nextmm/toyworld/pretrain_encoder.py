@@ -11,25 +11,29 @@ and only the towers named in `trainable`. It ends with, in output_dir:
     imagebind.pth    ImageBindModel state dict: encoder.checkpoint=<it> loads it (torch.load, weights_only)
     config.yaml      the resolved run config
     retrieval.json   R@1 text <-> image, audio, video on the held-out scenes of eval/samples.json, by concept
+    checkpoints/     the run's newest checkpoints (one training loop: nextmm.training.loop); resume=true continues
+
+Each scene's random draws (clip-crop, word dropout, general text) are seeded by its place in the run, so a resumed
+run trains on exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from nextmm.atomic import staged_file
+from nextmm.data import BatchStream
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
 from nextmm.parts.encoder import IMAGEBIND_MODALITY, ImageBindEncoder, text_token_ids
@@ -41,8 +45,10 @@ from nextmm.parts.preprocess import (
 )
 from nextmm.toyworld import language as lang
 from nextmm.toyworld import wordings
-from nextmm.training import optimization
+from nextmm.training.checkpoints import CHECKPOINTS, Checkpoints, ModuleWeights
 from nextmm.training.contrastive import InfoNCE, retrieval_at_1
+from nextmm.training.loop import ModuleLoss, train_loop
+from nextmm.training.run import BatchSize, start_run
 
 STAGE = "pretrain_encoder"
 log = logging.getLogger(STAGE)
@@ -144,7 +150,7 @@ def load_scenes(root: Path) -> tuple[list[dict], list[dict]]:
     return train, heldout
 
 
-def set_trainable(model: nn.Module, towers: list[str]) -> list[str]:
+def set_trainable_towers(model: nn.Module, towers: list[str]) -> list[str]:
     """Train exactly the ImageBind towers named (ImageBind modality keys: text, vision, audio, ...): their
     preprocessor, trunk, head and postprocessor. Returns the sorted names of the trainable parameters."""
     known = set(model.modality_trunks.keys())
@@ -185,7 +191,7 @@ def contrastive_loss(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+def heldout_retrieval(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Concept R@1 text -> X and X -> text for each medium over all held-out scenes."""
     was_training = model.training
     model.eval()
@@ -200,17 +206,11 @@ def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     return metrics
 
 
-def forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:
-        yield from loader
-
-
 def train(cfg: DictConfig) -> dict:
     """Train as `cfg` says; returns per-step losses, the held-out R@1 and the checkpoint path."""
     # 1. the run and the data
     if OmegaConf.is_missing(cfg, "output_dir") or OmegaConf.is_missing(cfg, "data_root"):
         raise ConfigError("set data_root=<toyworld folder> and output_dir=<folder>")
-    torch.manual_seed(cfg.seed)
     root, output_dir = Path(cfg.data_root), Path(cfg.output_dir)
     train_scenes, heldout_scenes = load_scenes(root)
     concepts = sorted({s["concept"] for s in train_scenes + heldout_scenes})
@@ -225,48 +225,54 @@ def train(cfg: DictConfig) -> dict:
     if cfg.data.general_text > 0 and not general_text_from:
         raise ConfigError(f"data.general_text={cfg.data.general_text} but data.general_text_from is empty: name some "
                           f"of {list(GENERAL_TEXT)}")
+    accelerator = start_run(cfg, STAGE)
+    if accelerator.num_processes > 1:  # its batches are not shared out: every process would train on the same
+        raise ConfigError(f"{STAGE} runs in one process (CUDA when present); start it without accelerate launch")
+    torch.manual_seed(cfg.seed)
     train_set = SceneDataset(train_scenes, root, concepts, video_clips=cfg.data.video_clips,
                              word_dropout=cfg.data.word_dropout, general_text=cfg.data.general_text,
                              general_text_from=general_text_from)
-    loader = DataLoader(
-        train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers,
-        persistent_workers=cfg.data.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    # each scene's random draws (clip-crops, word dropout, general text) are seeded by its place in the run
+    batches = BatchStream(train_set, batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
+                          collate_fn=default_collate, seeded_samples=True)
 
     # 2. the model and what trains
-    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
+    device = accelerator.device  # CUDA when present unless device=cpu
     encoder = ImageBindEncoder.from_config(cfg.encoder)
     model = encoder.model.to(device)  # ImageBindEncoder forces eval and no_grad, so the recipe trains what it wraps
-    trainable = set_trainable(model, list(cfg.trainable))
+    trainable = set_trainable_towers(model, list(cfg.trainable))
     model.train()
     log.info("training %d tensors, %d parameters, of towers %s, on %s", len(trainable),
              sum(p.numel() for p in model.parameters() if p.requires_grad), list(cfg.trainable), device)
 
-    # 3. loss and optimizer
+    # 3. the loss, trained on the one loop; checkpoints under <output_dir>/checkpoints (resume=true continues)
     loss_fn = InfoNCE(cfg.loss.temperature, learnable=cfg.loss.learnable_temperature).to(device)
-    params = [p for p in [*model.parameters(), *loss_fn.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
-    scheduler = optimization.build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)
+    pairs = [list(pair) for pair in cfg.pairs]
 
-    # 4. train
-    losses = []
-    batches = forever(loader)
-    bar = tqdm(range(cfg.train.max_steps), desc=STAGE, dynamic_ncols=True)
-    for step in bar:
-        terms = contrastive_loss(model, loss_fn, next(batches), list(cfg.pairs), cfg.loss.by_concept)
-        losses.append(optimization.optimizer_step(terms["loss"], params, optimizer, scheduler, cfg.optimizer.max_grad_norm))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", temperature=f"{loss_fn.temperature:.3f}")
-        if (step + 1) % cfg.logging.every == 0 or step + 1 == cfg.train.max_steps:
-            log.info("step %d: %s temperature %.4f", step + 1,
-                     " ".join(f"{k} {float(v.detach()):.4f}" for k, v in terms.items()), loss_fn.temperature)
-    bar.close()
+    def terms(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        values = contrastive_loss(model, loss_fn, batch, pairs, cfg.loss.by_concept)
+        return {**values, "temperature": torch.tensor(loss_fn.temperature)}
+
+    def optimizer_for(module: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in module.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+
+    checkpoints = Checkpoints(output_dir / CHECKPOINTS, accelerator, cfg.checkpoint.keep_last,
+                              ModuleWeights(imagebind=model, infonce=loss_fn), cfg)
+    result = train_loop(
+        accelerator, name=STAGE, loss=ModuleLoss(terms, imagebind=model, infonce=loss_fn), batches=batches,
+        optimizer_for=optimizer_for, schedule=cfg.optimizer, max_steps=cfg.train.max_steps, checkpoints=checkpoints,
+        checkpoint_every=cfg.checkpoint.every, resume=cfg.resume,
+        terms=["loss", *(f"{a}-{b}" for a, b in pairs), "temperature"],
+        batch_size=lambda batch: BatchSize(len(batch["concept"])), log_every=cfg.logging.every,
+    )
 
     # 5. held-out retrieval
     retrieval = {}
     if heldout_scenes:
         heldout = DataLoader(SceneDataset(heldout_scenes, root, concepts), batch_size=cfg.train.batch_size,
                              num_workers=cfg.data.num_workers)
-        retrieval = evaluate(model, heldout)
+        retrieval = heldout_retrieval(model, heldout)
         log.info("held-out R@1 (%d scenes, by concept): %s", len(heldout_scenes),
                  " ".join(f"{k} {v:.3f}" for k, v in retrieval.items()))
     else:
@@ -283,7 +289,9 @@ def train(cfg: DictConfig) -> dict:
     with staged_file(output_dir / "retrieval.json") as path:
         path.write_text(json.dumps(retrieval, indent=1) + "\n", encoding="utf-8")
     log.info("wrote %s (use encoder.checkpoint=%s)", checkpoint, checkpoint)
-    return {"losses": losses, "retrieval": retrieval, "checkpoint": checkpoint, "trainable": trainable}
+    accelerator.end_training()
+    return {"losses": result["losses"], "run_losses": result["run_losses"], "retrieval": retrieval,
+            "checkpoint": checkpoint, "trainable": trainable}
 
 
 def main(cfg: DictConfig) -> None:

@@ -19,6 +19,9 @@ token, so the model never emits a token it was not trained to rank. The stages'
 next-token loss honours the same list (nextmm.training.losses.answer_nll). Both end in <output_dir>/llm/, a transformers
 folder (float16 safetensors, its tokenizer, generation_config.json) that ``model.llm.path`` and
 ``model.llm.tokenizer`` load.
+
+Training runs on the one loop (nextmm.training.loop): checkpoints every ``checkpoint.every`` steps under
+<output_dir>/checkpoints/, and ``resume=true`` continues the newest with the losses an uninterrupted run has.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from nextmm.atomic import staged_folder
 from nextmm.errors import ConfigError
 from nextmm.toyworld.corpus import Document, corpus_documents
 from nextmm.toyworld.word_vectors import llama_tokenizer, word_vectors
-from nextmm.training import optimization
+from nextmm.training.checkpoints import CHECKPOINTS, Checkpoints, ModuleWeights
+from nextmm.training.loop import ModuleLoss, RandomBatches, train_loop
+from nextmm.training.run import BatchSize, start_run
 
 STAGE = "pretrain_llm"
 LLM_DIR = "llm"
@@ -132,31 +136,25 @@ def shortlist_loss(model: LlamaForCausalLM, batch: torch.Tensor, shortlist: Shor
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
-def fit(model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist, cfg: DictConfig,
-        generator: torch.Generator) -> list[float]:
-    """Next-token prediction on random blocks for ``cfg.train.max_steps`` steps; returns each step's loss."""
-    optimizer = build_optimizer(model, shortlist, cfg)
-    scheduler = optimization.build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
-    losses = []
-    model.train()
-    progress = tqdm(range(cfg.train.max_steps), desc=STAGE, unit="step")
-    for step in progress:
-        batch = random_blocks(stream, cfg.train.batch_size, cfg.train.seq_len, generator).to(model.device)  # (B, T)
-        loss = shortlist_loss(model, batch, shortlist)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, cfg.optimizer.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad()
-        scheduler.step()
-        losses.append(loss.item())
-        progress.set_postfix(loss=f"{losses[-1]:.3f}")
-        if (step + 1) % cfg.logging.every == 0 or step + 1 == cfg.train.max_steps:
-            recent = losses[-cfg.logging.every:]
-            log.info("step %d: loss %.4f, lr %.2e", step + 1, sum(recent) / len(recent), scheduler.get_last_lr()[0])
-    progress.close()
+def train_next_token(accelerator: Accelerator, model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist,
+                     cfg: DictConfig, generator: torch.Generator) -> dict:
+    """Next-token prediction on random blocks of ``stream`` for ``cfg.train.max_steps`` steps, on the one loop,
+    checkpointed under <output_dir>/checkpoints (``resume=true`` continues the newest); the loop's result."""
+    def draw() -> torch.Tensor:
+        return random_blocks(stream, cfg.train.batch_size, cfg.train.seq_len, generator).to(model.device)  # (B, T)
+
+    loss = ModuleLoss(lambda batch: {"loss": shortlist_loss(model, batch, shortlist)}, llm=model, shortlist=shortlist)
+    checkpoints = Checkpoints(Path(cfg.output_dir) / CHECKPOINTS, accelerator, cfg.checkpoint.keep_last,
+                              ModuleWeights(llm=model, shortlist=shortlist), cfg)
+    result = train_loop(
+        accelerator, name=STAGE, loss=loss, batches=RandomBatches(draw, generator),
+        optimizer_for=lambda _: build_optimizer(model, shortlist, cfg), schedule=cfg.optimizer,
+        max_steps=cfg.train.max_steps, checkpoints=checkpoints, checkpoint_every=cfg.checkpoint.every,
+        resume=cfg.resume, terms=["loss"], batch_size=lambda batch: BatchSize(len(batch), batch.numel()),
+        log_every=cfg.logging.every,
+    )
     model.eval()
-    return losses
+    return result
 
 
 def build_optimizer(model: LlamaForCausalLM, shortlist: Shortlist, cfg: DictConfig) -> torch.optim.AdamW:
@@ -175,7 +173,7 @@ def build_optimizer(model: LlamaForCausalLM, shortlist: Shortlist, cfg: DictConf
 
 
 @torch.no_grad()
-def evaluate(model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist, length: int) -> float:
+def validation_loss(model: LlamaForCausalLM, stream: torch.Tensor, shortlist: Shortlist, length: int) -> float:
     """Mean next-token loss over consecutive (1, length) blocks of ``stream``."""
     total, count = 0.0, 0
     for start in range(0, max(1, stream.numel() - 1), length):
@@ -207,6 +205,9 @@ def train(cfg: DictConfig) -> dict:
     for key in ("data_root", "output_dir"):
         if OmegaConf.is_missing(cfg, key) or not cfg[key]:
             raise ConfigError(f"set {key}=<folder>")
+    accelerator = start_run(cfg, STAGE)
+    if accelerator.num_processes > 1:  # its batches are not shared out: every process would train on the same
+        raise ConfigError(f"{STAGE} runs in one process (CUDA when present); start it without accelerate launch")
     generator = torch.Generator().manual_seed(cfg.seed)
 
     # 1. the corpus, a few documents held out for validation, as Vicuna's token ids
@@ -222,7 +223,7 @@ def train(cfg: DictConfig) -> dict:
              len(documents), held, train_stream.numel(), val_stream.numel(), len(shortlist.ids))
 
     # 2. the model, its embeddings the word vectors
-    device = Accelerator(cpu=cfg.device == "cpu").device  # one process: CUDA when present unless device=cpu
+    device = accelerator.device  # CUDA when present unless device=cpu
     model = build_model(OmegaConf.to_container(cfg.architecture), tokenizer, word_vectors(), cfg.embeddings.norm,
                         cfg.seed).to(device)
     shortlist.to(device)
@@ -231,12 +232,14 @@ def train(cfg: DictConfig) -> dict:
              device)
 
     # 3. train, validate, save
-    losses = fit(model, train_stream, shortlist, cfg, generator)
-    val_loss = evaluate(model, val_stream, shortlist, cfg.train.seq_len)
+    result = train_next_token(accelerator, model, train_stream, shortlist, cfg, generator)
+    val_loss = validation_loss(model, val_stream, shortlist, cfg.train.seq_len)
     log.info("validation: loss %.4f, perplexity %.2f", val_loss, math.exp(val_loss))
     folder = save(model, tokenizer, shortlist, Path(cfg.output_dir))
     log.info("wrote %s (model.llm.path=%s model.llm.tokenizer=%s)", folder, folder, folder)
-    return {"losses": losses, "val_loss": val_loss, "folder": folder, "tokenizer": tokenizer, "shortlist": shortlist}
+    accelerator.end_training()
+    return {"losses": result["losses"], "run_losses": result["run_losses"], "val_loss": val_loss, "folder": folder,
+            "tokenizer": tokenizer, "shortlist": shortlist}
 
 
 def main(cfg: DictConfig) -> None:

@@ -3,8 +3,8 @@
     python -m nextmm train toyworld output_dir=runs/toyworld                 # then: python -m nextmm eval model=toyworld
 
 Every step runs the project's own recipe as its own process, with the command printed first, so any step can
-be rerun by hand. A step whose output already exists is skipped (a stopped rebuild continues); fresh=true
-starts over. In output_dir:
+be rerun by hand. A step whose output already exists is skipped, and a training step stopped part way continues
+from its newest checkpoint (resume=true), so a stopped rebuild continues; fresh=true starts over. In output_dir:
 
     data/                      the world (python -m nextmm world)
     pretrain_encoder/          imagebind.pth, the tiny ImageBind trained by InfoNCE
@@ -79,8 +79,8 @@ def plan(cfg: DictConfig) -> list[Step]:
     run = Path(cfg.output_dir)
     data = run / "data"
 
-    def recipe(name: str) -> list[str]:
-        return ["-m", "nextmm", "train", name]
+    def recipe(name: str) -> list[str]:  # a step stopped part way continues from its newest checkpoint
+        return ["-m", "nextmm", "train", name, "resume=true"]
 
     def extra(name: str) -> list[str]:
         return as_overrides(cfg[name])

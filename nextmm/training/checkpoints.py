@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import safetensors.torch
 import torch
 from accelerate import Accelerator
-from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -20,9 +19,6 @@ from nextmm.atomic import replace_dir
 from nextmm.config import resolve_path
 from nextmm.errors import ConfigError
 from nextmm.weights.trained import load_trained_parts, save_trained_parts
-
-if TYPE_CHECKING:
-    from nextmm.training.run import BadSamples
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +40,64 @@ def init_from(model: nn.Module, path: str | None) -> None:
     log.info("initialised the trained parts from %s", folder)
 
 
-class Checkpoints:
-    """Atomic checkpoints under <output_dir>/checkpoints, the newest ``keep_last`` kept."""
+class TrainedParts:
+    """A stage's weights in a checkpoint: the model's trained parts, as final/ holds them (safetensors)."""
 
-    def __init__(self, output_dir: str | Path, accelerator: Accelerator, keep_last: int):
-        self.folder = Path(output_dir) / CHECKPOINTS
-        self.accelerator, self.keep_last = accelerator, keep_last
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def save(self, folder: Path) -> None:
+        save_trained_parts(self.model, folder)
+
+    def load(self, folder: Path) -> None:
+        load_trained_parts(self.model, folder)
+
+
+class ModuleWeights:
+    """A pretraining recipe's weights in a checkpoint: the state dict of each named module (parameters and
+    buffers, frozen ones too), one safetensors file each; tensors only, so loading runs no code."""
+
+    def __init__(self, **modules: nn.Module):
+        self.modules = modules
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in self.modules.items():
+            safetensors.torch.save_model(module, str(folder / f"{name}.safetensors"), force_contiguous=True)
+
+    def load(self, folder: Path) -> None:
+        for name, module in self.modules.items():
+            missing, unexpected = safetensors.torch.load_model(module, str(folder / f"{name}.safetensors"), strict=False)
+            if missing or unexpected:
+                raise ConfigError(f"{folder / name}.safetensors does not fit this run's {name}: missing "
+                                  f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
+
+
+class Checkpoints:
+    """Atomic checkpoints ``<folder>/step-NNNNNNNN/``, the newest ``keep_last`` kept.
+
+    ``weights`` writes and reads what trains (model/); ``config``, the run's, is saved beside it (run.yaml), and
+    ``check(saved config, folder)`` may refuse to resume from a checkpoint of a run set up otherwise. The rest
+    of a step's state (optimizer, schedule, data position, ...) is the loop's, handed to ``save`` as tensors
+    and plain values (training.pt, loaded with weights_only), and every process's RNG states (rng-<rank>.pt).
+    """
+
+    def __init__(
+        self, folder: str | Path, accelerator: Accelerator, keep_last: int, weights: TrainedParts | ModuleWeights,
+        config: DictConfig, check: Callable[[DictConfig, Path], None] | None = None,
+    ):
+        self.folder, self.accelerator, self.keep_last = Path(folder), accelerator, keep_last
+        self.weights, self.config, self.check = weights, config, check
 
     def latest(self) -> Path | None:
         done = sorted(self.folder.glob("step-*")) if self.folder.is_dir() else []
         return done[-1] if done else None
 
-    def save(
-        self, step: int, model: nn.Module, optimizer, scheduler, position: Mapping, bad: BadSamples, cfg: DictConfig,
-        average: EMAModel | None = None,
-    ) -> Path:
+    def save(self, step: int, state: Mapping) -> Path:
         """Write the step's checkpoint from every process (each its own RNG state); returns its folder.
 
-        model/ holds the step's own weights, which a resumed run continues from; the average, if any, is
-        in training.pt.
+        model/ holds the step's own weights, which a resumed run continues from; a weight average, if any,
+        is part of ``state``.
         """
         accelerator = self.accelerator
         final = self.folder / f"step-{step:08d}"
@@ -74,21 +109,9 @@ class Checkpoints:
         torch.save(rng_state(), staging / f"rng-{accelerator.process_index}.pt")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_trained_parts(model, staging / MODEL_DIR)
-            state = {
-                "step": step,
-                "position": dict(position),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "bad": bad.state_dict(),
-                "num_processes": accelerator.num_processes,
-            }
-            if accelerator.scaler is not None:  # fp16 loss scaling
-                state["scaler"] = accelerator.scaler.state_dict()
-            if average is not None:
-                state["average"] = average.state_dict()
-            torch.save(state, staging / STATE_FILE)
-            OmegaConf.save(cfg, staging / RUN_CONFIG, resolve=True)
+            self.weights.save(staging / MODEL_DIR)
+            torch.save({"step": step, "num_processes": accelerator.num_processes, **state}, staging / STATE_FILE)
+            OmegaConf.save(self.config, staging / RUN_CONFIG, resolve=True)
             replace_dir(staging, final)
             for old in sorted(self.folder.glob("step-*"))[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -96,35 +119,21 @@ class Checkpoints:
         accelerator.wait_for_everyone()
         return final
 
-    def restore(
-        self, folder: Path, model: nn.Module, optimizer, scheduler, bad: BadSamples, cfg: DictConfig,
-        average: EMAModel | None = None,
-    ) -> tuple[int, dict]:
-        """Load everything ``save`` wrote; the RNGs last, so nothing after this draws before the next step."""
+    def restore(self, folder: Path) -> dict:
+        """Check the checkpoint fits this run, load its weights and this process's RNG states; returns the rest
+        of its state for the loop to load (which draws nothing before the next step)."""
         state = torch.load(folder / STATE_FILE, weights_only=True)
         if state["num_processes"] != self.accelerator.num_processes:
             raise ConfigError(
                 f"{folder} was written by {state['num_processes']} processes; resume with the same number "
                 f"(this run has {self.accelerator.num_processes})"
             )
-        saved = OmegaConf.load(folder / RUN_CONFIG)
-        if list(saved.trainable) != list(cfg.trainable):
-            raise ConfigError(f"{folder} trained {list(saved.trainable)}, this run trains {list(cfg.trainable)}")
-        saved_ema = OmegaConf.to_container(saved.ema) if "ema" in saved else {"decay": None, "start": 0}
-        if saved_ema != OmegaConf.to_container(cfg.ema):
-            raise ConfigError(f"{folder} averaged the weights with ema={saved_ema}: resume with the same ema settings")
-        load_trained_parts(model, folder / MODEL_DIR)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if "scaler" in state and self.accelerator.scaler is not None:
-            self.accelerator.scaler.load_state_dict(state["scaler"])
-        bad.load_state_dict(state["bad"])
-        if average is not None:
-            average.load_state_dict(state["average"])
-            average.to(device=self.accelerator.device)
+        if self.check is not None:
+            self.check(OmegaConf.load(folder / RUN_CONFIG), folder)
+        self.weights.load(folder / MODEL_DIR)
         set_rng_state(torch.load(folder / f"rng-{self.accelerator.process_index}.pt", weights_only=True))
         log.info("resumed from %s at step %d", folder, state["step"])
-        return state["step"], state["position"]
+        return state
 
 
 def save_final(model: nn.Module, output_dir: str | Path, accelerator: Accelerator) -> Path:

@@ -1,96 +1,163 @@
-"""The training loop the three stage recipes share; each recipe brings its data and its loss.
+"""The one training loop every recipe runs on: the three NExT-GPT stages and the toyworld pretraining.
 
-A stage is a numbered sequence of plain steps: the run, the model and what trains; the recipe's data
-and loss; optimizer, schedule and weight average; resume; the loop; the trained parts (or their average,
-``ema``) for the next stage. The recipes (nextmm.recipes) call ``train_stage`` with their data and loss.
+``train_loop`` knows nothing of NextMM. A recipe hands it what differs: the loss as a module of what trains
+(``forward(batch)`` returns {"loss": (), <term>: (), ...}), a batch source whose position a checkpoint can hold,
+how to build the optimizer, the schedule, the number of steps and where checkpoints go. The loop brings the
+rest: accelerate (prepare, backward, gradient clipping, accumulation), the learning-rate schedule, the weight
+average (``ema``), periodic atomic checkpoints, exact resume from the newest one, and progress and logging.
+
+A NExT-GPT stage is one use of it (nextmm.training.stage.train_stage); the pretraining recipes
+(nextmm.toyworld.pretrain_*) call ``train_loop`` themselves, pretrain_decoders once per phase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from omegaconf import DictConfig
+import numpy as np
+import torch
+from accelerate import Accelerator
 from torch import nn
-from torch.utils.data import Dataset
 
-from nextmm.data import BatchStream
-from nextmm.model import NextMM
-from nextmm.training.checkpoints import Checkpoints, init_from, save_final
-from nextmm.training.optimization import build_average, build_optimizer, build_scheduler
-from nextmm.training.run import BadSamples, Progress, log_trainable, start_run
-from nextmm.training.trainable import set_trainable
+from nextmm.training.checkpoints import Checkpoints
+from nextmm.training.optimization import build_average, build_scheduler
+from nextmm.training.run import BadSamples, BatchSize, Progress
 
 
-def train_stage(
-    cfg: DictConfig,
-    stage: str,
+class Batches(Protocol):
+    """An endless batch source whose position a checkpoint holds."""
+
+    def __next__(self) -> Any: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: Mapping) -> None: ...
+
+
+class RandomBatches:
+    """Batches that ``draw()`` makes from random streams of their own (a torch and optionally a numpy generator,
+    which ``draw`` uses); their states are the position."""
+
+    def __init__(self, draw: Callable[[], Any], generator: torch.Generator, rng: np.random.Generator | None = None):
+        self.draw, self.generator, self.rng = draw, generator, rng
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.draw()
+
+    def state_dict(self) -> dict:
+        state = {"generator": self.generator.get_state()}
+        if self.rng is not None:
+            state["rng"] = self.rng.bit_generator.state
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.generator.set_state(state["generator"])
+        if self.rng is not None:
+            self.rng.bit_generator.state = state["rng"]
+
+
+class ModuleLoss(nn.Module):
+    """A loss function of a batch as a module over the modules it trains: registered here, accelerate prepares
+    them, the optimizer finds their trainable parameters and checkpoints their state."""
+
+    def __init__(self, terms: Callable[[Any], dict[str, torch.Tensor]], **modules: nn.Module):
+        super().__init__()
+        self.terms = terms
+        self.trained = nn.ModuleDict(modules)
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        return self.terms(batch)
+
+
+def train_loop(
+    accelerator: Accelerator,
     *,
-    dataset_for: Callable[[NextMM], Dataset],
-    loss_for: Callable[[NextMM], nn.Module],
+    name: str,
+    loss: nn.Module,
+    batches: Batches,
+    optimizer_for: Callable[[nn.Module], torch.optim.Optimizer],
+    schedule: Mapping,
+    max_steps: int,
+    checkpoints: Checkpoints,
+    checkpoint_every: int,
+    resume: bool,
+    terms: Sequence[str],
+    batch_size: Callable[[Any], BatchSize],
+    log_every: int,
+    ema: Mapping | None = None,
+    bad: BadSamples | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Train one stage as ``cfg`` says; returns the per-step losses and metrics and the final folder."""
-    # 1. run, model, and what trains (the stage config's `trainable:`)
-    accelerator = start_run(cfg, stage)
-    model = NextMM.from_config(cfg.model, device=accelerator.device)
-    init_from(model, cfg.init_from)
-    log_trainable(model, set_trainable(model, cfg.trainable))
+    """Train ``loss``'s trainable parameters for ``max_steps`` optimizer steps (or what remains of them after the
+    newest checkpoint, with ``resume``); returns the per-step losses and metrics of this invocation and the
+    losses of every step of the run ("run_losses", those before a resume included).
 
-    # 2. the recipe's data and loss
-    dataset = dataset_for(model)
-    loss = loss_for(model)
-
-    # 3. loss, optimizer, schedule, and the weight average final/ gets (config `ema:`)
+    ``optimizer_for(loss)`` builds the optimizer; ``schedule`` holds ``warmup_steps``, ``schedule``,
+    ``total_steps`` and ``max_grad_norm``. Each step takes ``Accelerator.gradient_accumulation_steps``
+    batches. With ``ema`` ({"decay", "start"}, decay not null) the trained weights end as their running
+    average. ``state`` names more objects with state_dict/load_state_dict that checkpoints hold (a phase's
+    discriminators). A checkpoint at ``max_steps`` means the run is done: it is loaded and no step runs.
+    """
+    # 1. the loss (prepared: DDP when there are several processes), optimizer, schedule and weight average
     loss_fn = accelerator.prepare(loss)
-    optimizer = accelerator.prepare(build_optimizer(loss_fn, cfg.optimizer))
-    scheduler = build_scheduler(optimizer, cfg.optimizer, cfg.train.max_steps)
+    optimizer = accelerator.prepare(optimizer_for(loss))
+    scheduler = build_scheduler(optimizer, schedule, max_steps)
     trained = [p for p in loss_fn.parameters() if p.requires_grad]
-    average = build_average(trained, cfg.ema, cfg.train.max_steps)  # None unless ema.decay is set
+    average = build_average(trained, ema, max_steps) if ema is not None else None  # None unless ema.decay is set
+    stateful = {"position": batches, "optimizer": optimizer, "scheduler": scheduler, **(state or {})}
+    if bad is not None:
+        stateful["bad"] = bad
+    if average is not None:
+        stateful["average"] = average
 
-    # 4. resume, or start at step 0
-    bad = BadSamples(cfg.data.max_bad_share, cfg.data.bad_check_after)
-    checkpoints = Checkpoints(cfg.output_dir, accelerator, cfg.checkpoint.keep_last)
-    step, position = 0, None
-    if cfg.resume and checkpoints.latest():
-        step, position = checkpoints.restore(checkpoints.latest(), model, optimizer, scheduler, bad, cfg, average)
-    batches = BatchStream(
-        dataset, batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
-        rank=accelerator.process_index, world=accelerator.num_processes, position=position,
-    )
+    # 2. resume, or start at step 0
+    step, run_losses = 0, []
+    if resume and checkpoints.latest():
+        saved = checkpoints.restore(checkpoints.latest())
+        for key, thing in stateful.items():
+            thing.load_state_dict(saved[key])
+        if average is not None:
+            average.to(device=accelerator.device)
+        if "scaler" in saved and accelerator.scaler is not None:  # fp16 loss scaling
+            accelerator.scaler.load_state_dict(saved["scaler"])
+        step, run_losses = saved["step"], list(saved.get("losses", []))
 
-    # 5. train
-    progress = Progress(
-        accelerator, bad, name=stage, start_step=step, max_steps=cfg.train.max_steps, every=cfg.logging.every
-    )
+    # 3. train
+    progress = Progress(accelerator, name=name, terms=terms, start_step=step, max_steps=max_steps, every=log_every,
+                        bad=bad)
     history = []  # each step's metrics
-    model.train()
-    while step < cfg.train.max_steps:
-        for _ in range(cfg.train.gradient_accumulation_steps):
+    loss_fn.train()
+    while step < max_steps:
+        for _ in range(accelerator.gradient_accumulation_steps):
             batch = next(batches)
             with accelerator.accumulate(loss_fn):
-                terms = loss_fn(batch)
-                accelerator.backward(terms["loss"])
+                values = loss_fn(batch)
+                accelerator.backward(values["loss"])
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(loss_fn.parameters(), cfg.optimizer.max_grad_norm)
+                    accelerator.clip_grad_norm_(loss_fn.parameters(), schedule["max_grad_norm"])
                 optimizer.step()
                 optimizer.zero_grad()
-            progress.add(terms, batch)
+            progress.add(values, batch_size(batch))
         if average is not None:
             average.step(trained)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         step += 1
         history.append(progress.end_step(step, lr))
-        if step % cfg.checkpoint.every == 0 or step == cfg.train.max_steps:
-            checkpoints.save(step, model, optimizer, scheduler, batches.position, bad, cfg, average)
-
-    # 6. the trained parts, for the next stage or for generation
+        run_losses.append(history[-1]["loss"])
+        if step % checkpoint_every == 0 or step == max_steps:
+            saved = {key: thing.state_dict() for key, thing in stateful.items()}
+            if accelerator.scaler is not None:
+                saved["scaler"] = accelerator.scaler.state_dict()
+            checkpoints.save(step, {**saved, "losses": run_losses})
     progress.close()
-    bad.report()
+
+    # 4. the trained weights, or their average
     if average is not None:
         average.copy_to(trained)
-    final = save_final(model, cfg.output_dir, accelerator)
-    accelerator.end_training()
     losses = [metrics["loss"] for metrics in history]
-    return {"losses": losses, "history": history, "final": final, "bad": bad.bad, "seen": bad.seen}
-
-
+    return {"losses": losses, "history": history, "run_losses": run_losses}

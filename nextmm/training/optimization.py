@@ -58,13 +58,3 @@ def build_average(params: Iterable[nn.Parameter], cfg: Mapping, max_steps: int) 
                           f"({max_steps - 1}): the average counts the steps after it")
     return EMAModel(params, decay=float(decay), update_after_step=start, use_ema_warmup=True, inv_gamma=1, power=1)
 
-
-def optimizer_step(loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler: LambdaLR, max_grad_norm: float) -> float:
-    """One plain (single-process) step: backward, clip, step, schedule. Returns the loss as a float."""
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    return float(loss.detach())

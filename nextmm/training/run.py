@@ -1,10 +1,13 @@
 """A training run: its Accelerator, seeds and tracker; bad-sample counting; per-step progress and logging.
 
-A run's output folder (checkpoints/ and final/ are nextmm.training.checkpoints'):
+Every recipe starts its run here, the stages and the toyworld pretraining alike. A stage's output folder
+(checkpoints/ and final/ are nextmm.training.checkpoints'; a pretraining recipe's checkpoints/ hold its
+modules' state instead of model/, and its outputs are its own):
 
     <output_dir>/checkpoints/step-00000500/   model/ (trained parts: projectors + adapter, safetensors),
                                               training.pt (optimizer, schedule, data position, step,
-                                              bad-sample counts), rng-<rank>.pt, run.yaml (resolved config)
+                                              bad-sample counts, losses so far), rng-<rank>.pt, run.yaml
+                                              (resolved config)
     <output_dir>/final/                       the trained parts at the last step (with ema.decay set: their
                                               average, its state in training.pt): model=<output_dir>/final
     <output_dir>/<stage>/                     tensorboard events, with logging.tracker=tensorboard
@@ -13,9 +16,11 @@ A run's output folder (checkpoints/ and final/ are nextmm.training.checkpoints')
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from accelerate import Accelerator
@@ -36,20 +41,27 @@ TERMS = ("loss", "nll", *(f"align/{m}" for m in MODALITIES), *(f"denoise/{m}" fo
 
 def start_run(cfg: DictConfig, name: str) -> Accelerator:
     """Check the run config, make the Accelerator, seed every RNG (per process), quiet non-main processes,
-    start the tracker (``logging.tracker``) under <output_dir>/<name>."""
+    start the tracker (``logging.tracker``) under <output_dir>/<name>.
+
+    ``train.gradient_accumulation_steps``, ``train.mixed_precision``, ``logging.tracker`` and ``device`` (cpu or
+    auto) are read where the recipe's config has them; without them a run takes one batch a step, in float32,
+    with no tracker, on CUDA when there is one.
+    """
     if OmegaConf.is_missing(cfg, "output_dir") or not cfg.output_dir:
         raise ConfigError("set output_dir=<folder> (checkpoints and the final trained parts go there)")
     checkpoints = Path(cfg.output_dir) / CHECKPOINTS
-    if not cfg.resume and checkpoints.is_dir() and any(checkpoints.glob("step-*")):
+    if not cfg.resume and checkpoints.is_dir() and any(checkpoints.rglob("step-*")):  # a phase's are nested
         raise ConfigError(
             f"{cfg.output_dir} already holds checkpoints: pass resume=true to continue that run, "
             "or choose another output_dir"
         )
+    tracker = OmegaConf.select(cfg, "logging.tracker", default=None)
     accelerator = Accelerator(
-        cpu=not torch.accelerator.is_available(),  # so that a multi-process launch on CPUs runs DDP over gloo
-        gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
-        mixed_precision=cfg.train.mixed_precision,
-        log_with=cfg.logging.tracker,
+        # cpu on a machine without an accelerator too, so that a multi-process launch on CPUs runs DDP over gloo
+        cpu=OmegaConf.select(cfg, "device", default="auto") == "cpu" or not torch.accelerator.is_available(),
+        gradient_accumulation_steps=OmegaConf.select(cfg, "train.gradient_accumulation_steps", default=1),
+        mixed_precision=OmegaConf.select(cfg, "train.mixed_precision", default="no"),
+        log_with=tracker,
         project_dir=cfg.output_dir,
         # a batch need not hold every modality, so some projectors get no gradient in some steps
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
@@ -57,7 +69,7 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
     if not accelerator.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)
     set_seed(cfg.seed + accelerator.process_index)
-    if cfg.logging.tracker:
+    if tracker:
         accelerator.init_trackers(name, config=tracker_config(cfg))
     log.info("%d process(es) on %s (%s)", accelerator.num_processes, accelerator.device, accelerator.distributed_type)
     return accelerator
@@ -73,6 +85,19 @@ def log_trainable(model: nn.Module, counts: Mapping[str, int]) -> None:
         if part == "output_projectors":
             for modality, projector in model.output_projectors.items():
                 log.info("    %-16s %s", modality, f"{sum(p.numel() for p in projector.parameters()):,}")
+
+
+class BatchSize(NamedTuple):
+    """What one micro-batch held: samples, LLM tokens (None where a recipe's batches do not count them) and
+    the samples skipped as bad."""
+
+    samples: int
+    tokens: int | None = None
+    skipped: Sequence[Skipped] = ()
+
+
+def stage_batch_size(batch: Batch) -> BatchSize:
+    return BatchSize(len(batch), batch.num_tokens, batch.skipped)
 
 
 class BadSamples:
@@ -124,56 +149,75 @@ class BadSamples:
 class Progress:
     """Per-step metrics: summed locally over micro-batches, reduced over processes at the end of the step.
 
-    Shows each loss term, the learning rate, samples/s and tokens/s on a tqdm bar (main process), logs a
-    line every ``every`` steps and sends the same numbers to accelerate's trackers when one is set.
+    Shows each loss term (of ``terms``: every process must know the same names), the learning rate, samples/s
+    and, where batches count tokens, tokens/s on a tqdm bar (main process), logs a line every ``every`` steps and
+    sends the same numbers to accelerate's trackers when one is set. ``bad`` counts skipped samples, where a
+    recipe's data can have them.
     """
 
     def __init__(
-        self, accelerator: Accelerator, bad: BadSamples, *, name: str, start_step: int, max_steps: int, every: int
+        self, accelerator: Accelerator, *, name: str, terms: Sequence[str], start_step: int, max_steps: int,
+        every: int, bad: BadSamples | None = None,
     ):
         self.accelerator, self.bad, self.every, self.max_steps = accelerator, bad, every, max_steps
+        self.name, self.terms = name, list(terms)
         self.bar = tqdm(
             total=max_steps, initial=start_step, desc=name, disable=not accelerator.is_main_process, dynamic_ncols=True
         )
         self._reset()
 
     def _reset(self) -> None:
-        self.sums = torch.zeros(len(TERMS), dtype=torch.float64)
-        self.counts = torch.zeros(len(TERMS), dtype=torch.float64)
+        self.sums = torch.zeros(len(self.terms), dtype=torch.float64)
+        self.counts = torch.zeros(len(self.terms), dtype=torch.float64)
         self.samples = self.tokens = self.skipped = 0
+        self.counts_tokens = False
         self.started = time.perf_counter()
 
-    def add(self, terms: Mapping[str, torch.Tensor], batch: Batch) -> None:
-        """One micro-batch's loss terms and sizes (a batch of bad samples only has no loss to show)."""
-        for name, value in terms.items() if len(batch) else ():
-            self.sums[TERMS.index(name)] += float(value.detach())
-            self.counts[TERMS.index(name)] += 1
-        self.samples += len(batch)
-        self.tokens += batch.num_tokens
-        self.skipped += len(batch.skipped)
-        self.bad.warn(batch.skipped)
+    def add(self, terms: Mapping[str, torch.Tensor], size: BatchSize) -> None:
+        """One micro-batch's loss terms and size (a batch of bad samples only has no loss to show)."""
+        for name, value in terms.items() if size.samples else ():
+            if name not in self.terms:
+                raise ValueError(f"loss term {name!r} is none of the terms shown: {self.terms}")
+            self.sums[self.terms.index(name)] += float(value.detach())
+            self.counts[self.terms.index(name)] += 1
+        self.samples += size.samples
+        self.tokens += size.tokens or 0
+        self.counts_tokens = size.tokens is not None
+        self.skipped += len(size.skipped)
+        if self.bad is not None:
+            self.bad.warn(size.skipped)
 
     def end_step(self, step: int, lr: float) -> dict[str, float]:
-        """Reduce over processes, count bad samples (may raise), show and log; returns the step's metrics."""
+        """Reduce over processes, count bad samples (may raise), show and log; returns the step's metrics.
+
+        A loss that is no longer a finite number stops the run: every later step would only spoil the weights.
+        """
         sizes = torch.tensor([self.samples, self.tokens, self.skipped], dtype=torch.float64)
         total = self.accelerator.reduce(torch.cat([self.sums, self.counts, sizes]).to(self.accelerator.device), "sum")
-        sums, counts, sizes = total.cpu().split([len(TERMS), len(TERMS), 3])
+        sums, counts, sizes = total.cpu().split([len(self.terms), len(self.terms), 3])
         samples, tokens, skipped = sizes.tolist()
         seconds = max(time.perf_counter() - self.started, 1e-9)
-        metrics = {name: float(sums[i] / counts[i]) for i, name in enumerate(TERMS) if counts[i] > 0}
+        metrics = {name: float(sums[i] / counts[i]) for i, name in enumerate(self.terms) if counts[i] > 0}
+        if "loss" in metrics and not math.isfinite(metrics["loss"]):
+            self.bar.close()
+            raise RuntimeError(f"{self.name}: the loss is {metrics['loss']} at step {step}; lower the learning rate")
         metrics.setdefault("loss", float("nan"))  # every sample of the step was bad
-        metrics.update({"lr": lr, "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds})
-        try:
-            self.bad.update(int(skipped), int(samples + skipped))
-        except UserError:
-            self.bar.close()  # the error line then stands alone under the bar
-            raise
-        metrics["bad_samples"] = self.bad.bad
+        metrics.update({"lr": lr, "samples_per_s": samples / seconds})
+        if self.counts_tokens:
+            metrics["tokens_per_s"] = tokens / seconds
+        if self.bad is not None:
+            try:
+                self.bad.update(int(skipped), int(samples + skipped))
+            except UserError:
+                self.bar.close()  # the error line then stands alone under the bar
+                raise
+            metrics["bad_samples"] = self.bad.bad
 
         self.bar.update(1)
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "bad_samples"}, refresh=False)
         if step % self.every == 0 or step == self.max_steps:
-            log.info("step %d/%d %s", step, self.max_steps, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            log.info("%s step %d/%d %s", self.name, step, self.max_steps, shown)
             self.accelerator.log(metrics, step=step)
         self._reset()
         return metrics
