@@ -121,3 +121,24 @@ def test_the_slurm_launcher_config_composes(capsys):
     launcher = yaml.safe_load(capsys.readouterr().out)
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert (launcher["partition"], launcher["gpus_per_node"], launcher["tasks_per_node"]) == ("gpu", 1, 1)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("train.batch_size=0", "train.batch_size=0: give a whole number of samples >= 1"),
+    ("train.max_steps=0", "train.max_steps=0: give a whole number of steps >= 1"),
+    ("optimizer.lr=-1", "optimizer.lr=-1: give a learning rate above 0"),
+    ("data.num_workers=-1", "data.num_workers=-1: give a whole number of worker processes >= 0"),
+    ("seed=abc", "seed=abc: give a whole number >= 0"),
+])
+def test_a_stage_s_bad_setting_is_one_line_before_anything_is_built(root, tmp_path, capsys, setting, message):
+    out = tmp_path / "run"
+    assert run_stage(tiny_run(root, f"output_dir={out}", setting)) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"error: {message}" and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_resume_without_a_checkpoint_says_it_starts_at_step_0(root, tmp_path, capsys):
+    assert run_stage(tiny_run(root, f"output_dir={tmp_path / 'run'}", "resume=true")) == 0
+    err = capsys.readouterr().err
+    assert "resume=true, but" in err and "holds no checkpoint: starting at step 0" in err

@@ -49,12 +49,16 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
     """
     if OmegaConf.is_missing(cfg, "output_dir") or not cfg.output_dir:
         raise ConfigError("set output_dir=<folder> (checkpoints and the final trained parts go there)")
+    check_run_settings(cfg)
     checkpoints = Path(cfg.output_dir) / CHECKPOINTS
-    if not cfg.resume and checkpoints.is_dir() and any(checkpoints.rglob("step-*")):  # a phase's are nested
+    found = checkpoints.is_dir() and any(checkpoints.rglob("step-*"))  # a phase's are nested
+    if not cfg.resume and found:
         raise ConfigError(
             f"{cfg.output_dir} already holds checkpoints: pass resume=true to continue that run, "
             "or choose another output_dir"
         )
+    if cfg.resume and not found:
+        log.warning("resume=true, but %s holds no checkpoint: starting at step 0", checkpoints)
     tracker = OmegaConf.select(cfg, "logging.tracker", default=None)
     accelerator = Accelerator(
         # cpu on a machine without an accelerator too, so that a multi-process launch on CPUs runs DDP over gloo
@@ -73,6 +77,35 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
         accelerator.init_trackers(name, config=tracker_config(cfg))
     log.info("%d process(es) on %s (%s)", accelerator.num_processes, accelerator.device, accelerator.distributed_type)
     return accelerator
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """The settings every recipe shares, each in range before anything is built (those its config has)."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def whole(low: int):
+        return lambda v: number(v) and v == int(v) and v >= low
+
+    rules = {
+        "seed": (whole(0), "a whole number >= 0"),
+        "resume": (lambda v: isinstance(v, bool), "true or false"),
+        "train.max_steps": (whole(1), "a whole number of steps >= 1"),
+        "train.batch_size": (whole(1), "a whole number of samples >= 1"),
+        "train.gradient_accumulation_steps": (whole(1), "a whole number >= 1"),
+        "optimizer.lr": (lambda v: number(v) and v > 0, "a learning rate above 0"),
+        "optimizer.weight_decay": (lambda v: number(v) and v >= 0, "0 or more"),
+        "optimizer.max_grad_norm": (lambda v: number(v) and v > 0, "a norm above 0"),
+        "optimizer.warmup_steps": (whole(0), "a whole number of steps >= 0"),
+        "data.num_workers": (whole(0), "a whole number of worker processes >= 0"),
+        "checkpoint.every": (whole(1), "a whole number of steps >= 1"),
+        "checkpoint.keep_last": (whole(1), "a whole number >= 1"),
+        "logging.every": (whole(1), "a whole number of steps >= 1"),
+    }
+    for key, (valid, meaning) in rules.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not valid(value):
+            raise ConfigError(f"{key}={value}: give {meaning}")
 
 
 def log_trainable(model: nn.Module, counts: Mapping[str, int]) -> None:
