@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nextmm.inference.prompt import Media, Message, Text, prompt_segments
 from nextmm.modality import MODALITIES, signal_tokens
@@ -105,3 +106,40 @@ def test_from_config_takes_overrides():
     model = NextMM.from_config("tiny", overrides=["llm.architecture.num_hidden_layers=1", "input_projector.kind=mlp"])
     assert model.llm.config.num_hidden_layers == 1
     assert len(model.input_projector.proj) == 3
+
+
+def same_turn(a, b) -> bool:
+    return a.text == b.text and a.outputs == b.outputs and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.images + a.audios, b.images + b.audios))
+
+
+TURN = {"images": [Image.new("RGB", (40, 30), (200, 30, 30))], "outputs": ["image", "audio"], "seed": 3, "max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
+
+
+def test_offload_is_a_no_op_on_cpu(tiny_model):
+    """offload=true is for CUDA (README "Memory"): on CPU no accelerate hook is installed, every part stays on the
+    CPU, and a turn is the same as without offload."""
+    from nextmm.model import NextMM
+
+    model = NextMM.from_config("tiny", offload=True)
+    turn = model.chat("surf vlog", **TURN)
+    assert model.decoders.offload and model._encoder_offload is None
+    parts = {"encoder": model.encoder, **{m: model.decoders.pipeline(m).unet for m in ("image", "audio")}}
+    for name, part in parts.items():
+        assert not hasattr(part, "_hf_hook"), name
+        assert {p.device.type for p in part.parameters()} == {"cpu"}, name
+    assert same_turn(turn, tiny_model.chat("surf vlog", **TURN))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offload moves parts to a CUDA device")
+def test_offload_on_cuda_keeps_encoder_and_decoders_in_cpu_memory_between_uses():
+    from nextmm.model import NextMM
+
+    model = NextMM.from_config("tiny", device="cuda", offload=True)
+    turn = model.chat("surf vlog", **TURN)
+    assert model._encoder_offload is not None
+    for part in (model.encoder, *(model.decoders.pipeline(m).unet for m in ("image", "audio"))):
+        assert {p.device.type for p in part.parameters()} == {"cpu"}
+    assert next(model.llm.parameters()).device.type == "cuda"
+    resident = NextMM.from_config("tiny", device="cuda").chat("surf vlog", **TURN)
+    assert turn.text == resident.text and turn.outputs == resident.outputs
