@@ -115,8 +115,10 @@ def test_conversation_keeps_history_and_media(tiny_model, monkeypatch):
     torch.testing.assert_close(embeds[media_positions], expected_media)  # the image's token is still there
     is_text = ids != MEDIA_POSITION
     torch.testing.assert_close(embeds[is_text], expected_text[is_text])
-    conversation.reset()
-    assert conversation.messages == []
+    conversation.reset()  # the next turn reads only itself, as a fresh conversation's first turn does
+    conversation.say("and now?")
+    tiny_model.conversation(**FAST).say("and now?")
+    torch.testing.assert_close(llm_inputs[2], llm_inputs[3], rtol=0, atol=0)
 
 
 def test_empty_prompt_without_media_is_a_user_error(tiny_model):
