@@ -78,14 +78,15 @@ def test_user_errors_stay_one_line_with_exit_code_2(capsys, argv, message):
     assert "\n" not in err and err.startswith(message)
 
 
-def test_commands_without_a_run_folder_write_nothing(tmp_path, monkeypatch, capsys):
+def test_commands_without_a_run_folder_write_nothing(tmp_path, monkeypatch, capsys, tiny_model):
     from nextmm.cli.inspect import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         cli.run("inspect", main, ["model=tiny"])
     assert exit_info.value.code == 0
-    assert json.loads(capsys.readouterr().out)["input_projector"] > 0
+    assert json.loads(capsys.readouterr().out)["input_projector"] == sum(
+        p.numel() for p in tiny_model.input_projector.parameters())
     assert list(tmp_path.iterdir()) == []
 
 

@@ -5,8 +5,9 @@ from PIL import Image
 
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference import generation
-from nextmm.inference.generation import SignalCompletion, _clean_text, _completion
+from nextmm.inference.generation import SignalCompletion, _clean_text, _completion, to_media
 from nextmm.modality import MODALITIES
+from nextmm.model import MEDIA_POSITION
 
 FAST = {"max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
 
@@ -78,17 +79,46 @@ def test_sampling_depends_on_the_seed(tiny_model):
     assert len(texts) > 1
 
 
-def test_conversation_keeps_history_and_media(tiny_model):
+def test_conversation_keeps_history_and_media(tiny_model, monkeypatch):
+    """The second turn's LLM input holds the first turn: its user text, its image's projected token and the answer."""
+    batches, llm_inputs = [], []
+    embed_segments, generate = tiny_model.embed_segments, tiny_model.llm.generate
+
+    def spy_embed(segments):
+        batches.append(embed_segments(segments))
+        return batches[-1]
+
+    def spy_generate(**kwargs):
+        llm_inputs.append(kwargs["inputs_embeds"])
+        return generate(**kwargs)
+
+    monkeypatch.setattr(tiny_model, "embed_segments", spy_embed)
+    monkeypatch.setattr(tiny_model.llm, "generate", spy_generate)
     conversation = tiny_model.conversation(**FAST)
     image = Image.new("RGB", (40, 30), (200, 30, 30))
-    conversation.say("what is this?", images=[image])
-    conversation.say("and now?", audios=[(np.zeros(16000, dtype=np.float32), 16000)])
-    roles = [m.role for m in conversation.messages]
-    assert roles == ["user", "assistant", "user", "assistant"]
-    assert [m.modality for m in conversation.messages[0].media] == ["image"]
-    assert [m.modality for m in conversation.messages[2].media] == ["audio"]
-    conversation.reset()
-    assert conversation.messages == []
+    sound = (np.zeros(16000, dtype=np.float32), 16000)
+    first = conversation.say("what is this?", images=[image])
+    conversation.say("and now?", audios=[sound])
+    answer = first.raw_text.split("###")[0].strip()
+    assert answer and len(llm_inputs) == 2
+
+    ids, embeds = batches[1].token_ids[0], llm_inputs[1][0]  # (T,), (T, H): what the LLM read on turn 2
+    torch.testing.assert_close(embeds[: llm_inputs[0].shape[1]], llm_inputs[0][0])  # turn 1's prompt, unchanged
+    text = tiny_model.tokenizer.decode(ids[ids >= 0], skip_special_tokens=False)
+    question_end = text.index("what is this?") + len("what is this?")
+    assert text.index(answer, question_end) < text.index("and now?", question_end), text
+    media_positions = (ids == MEDIA_POSITION).nonzero().flatten()
+    with torch.no_grad():
+        expected_media = torch.cat([tiny_model.embed_media("image", to_media("image", image).data[None])[:, 0],
+                                    tiny_model.embed_media("audio", to_media("audio", sound).data[None])[:, 0]])
+        expected_text = tiny_model.embed_tokens(ids.clamp(min=0))
+    torch.testing.assert_close(embeds[media_positions], expected_media)  # the image's token is still there
+    is_text = ids != MEDIA_POSITION
+    torch.testing.assert_close(embeds[is_text], expected_text[is_text])
+    conversation.reset()  # the next turn reads only itself, as a fresh conversation's first turn does
+    conversation.say("and now?")
+    tiny_model.conversation(**FAST).say("and now?")
+    torch.testing.assert_close(llm_inputs[2], llm_inputs[3], rtol=0, atol=0)
 
 
 def test_empty_prompt_without_media_is_a_user_error(tiny_model):

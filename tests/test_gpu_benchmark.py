@@ -17,7 +17,6 @@ def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
     for mode in ("resident", "offload"):
         steps = report[mode]["steps"]
         assert {"encode", "llm", "decode_image", "decode_audio", "decode_video"} <= set(steps)
-        assert all(step["latency_s"] >= 0 for step in steps.values())
         assert [tuple(o) for o in report[mode]["outputs"]] == [("image", 0), ("audio", 0), ("video", 0)]
     training = report["training_step"]
     assert training["tokens_per_s"] > 0 and training["trainable_parameters"] > 0

@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nextmm.inference.prompt import Media, Message, Text, prompt_segments
 from nextmm.modality import MODALITIES, signal_tokens
@@ -22,10 +24,13 @@ def test_added_tokens_are_single_tokens(tiny_model):
 
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_each_modality_becomes_one_llm_token(tiny_model, modality):
+    data = torch.stack([media(modality, 0).data, media(modality, 1).data])
     with torch.no_grad():
-        token = tiny_model.embed_media(modality, media(modality).data[None].repeat(2, *[1] * len(MEDIA_SHAPES[modality])))
+        token = tiny_model.embed_media(modality, data)
+        expected = tiny_model.input_projector(tiny_model.encoder(modality, data))  # ImageBind, then the projector
     assert token.shape == (2, 1, tiny_model.hidden_size)
-    assert torch.isfinite(token).all()
+    torch.testing.assert_close(token, expected)
+    assert not torch.allclose(token[0], token[1])
 
 
 def test_several_media_in_one_turn_keep_their_own_tokens(tiny_model):
@@ -61,9 +66,18 @@ def test_llm_reads_projected_media_and_signal_states_reach_every_decoder(tiny_mo
     messages = [Message("user", "a surf vlog please", [media("video")]), Message("assistant", answer)]
     with torch.no_grad():
         batch = tiny_model.embed_segments([prompt_segments(messages, train_answers=True)])
+        (position,) = (batch.token_ids[0] == MEDIA_POSITION).nonzero().flatten().tolist()
+        features = tiny_model.encoder("video", media("video").data[None])  # (1, D_enc)
+        torch.testing.assert_close(batch.inputs_embeds[0, position], tiny_model.input_projector(features)[0, 0])
         out = tiny_model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                              labels=batch.labels, output_hidden_states=True)
-        assert torch.isfinite(out.loss)
+        # another video changes what the LLM computes from the media token on, and nothing before it (causal)
+        other_messages = [Message("user", "a surf vlog please", [media("video", seed=1)]), messages[1]]
+        other = tiny_model.embed_segments([prompt_segments(other_messages, train_answers=True)])
+        other_logits = tiny_model.llm(inputs_embeds=other.inputs_embeds, attention_mask=other.attention_mask).logits
+        torch.testing.assert_close(other_logits[0, :position], out.logits[0, :position])
+        assert not torch.allclose(other_logits[0, position:], out.logits[0, position:])
+        assert (other_logits[0, position:] - out.logits[0, position:]).abs().amax(-1).min() > 1e-4  # every position
         states = tiny_model.signal_hidden_states(batch.token_ids, out.hidden_states[-1])
         assert set(states) == set(MODALITIES)
         for modality, (rows, hidden) in states.items():
@@ -77,9 +91,13 @@ def test_decoders_render_projected_conditioning(tiny_model):
     hidden = torch.randn(1, tiny_model.config.signal_tokens["image"], tiny_model.hidden_size)
     with torch.no_grad():
         conditioning = tiny_model.project_signals("image", hidden)
-    (image,) = tiny_model.decoders.render("image", conditioning, num_inference_steps=2, guidance_scale=1.0,
-                                          generator=torch.Generator().manual_seed(0), progress=False)
-    assert image.size[0] > 0 and image.mode == "RGB"
+    settings = {"num_inference_steps": 2, "guidance_scale": 1.0, "progress": False}
+    (image,) = tiny_model.decoders.render("image", conditioning, generator=torch.Generator().manual_seed(0), **settings)
+    (other,) = tiny_model.decoders.render("image", conditioning + 1, generator=torch.Generator().manual_seed(0),
+                                          **settings)
+    cfg = tiny_model.decoders.cfg["image"]
+    assert image.size == (cfg.width, cfg.height) and image.mode == "RGB"
+    assert not np.array_equal(np.asarray(image), np.asarray(other))  # the same noise: the conditioning decides
 
 
 def test_from_config_takes_overrides():
@@ -88,3 +106,40 @@ def test_from_config_takes_overrides():
     model = NextMM.from_config("tiny", overrides=["llm.architecture.num_hidden_layers=1", "input_projector.kind=mlp"])
     assert model.llm.config.num_hidden_layers == 1
     assert len(model.input_projector.proj) == 3
+
+
+def same_turn(a, b) -> bool:
+    return a.text == b.text and a.outputs == b.outputs and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.images + a.audios, b.images + b.audios))
+
+
+TURN = {"images": [Image.new("RGB", (40, 30), (200, 30, 30))], "outputs": ["image", "audio"], "seed": 3, "max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
+
+
+def test_offload_is_a_no_op_on_cpu(tiny_model):
+    """offload=true is for CUDA (README "Memory"): on CPU no accelerate hook is installed, every part stays on the
+    CPU, and a turn is the same as without offload."""
+    from nextmm.model import NextMM
+
+    model = NextMM.from_config("tiny", offload=True)
+    turn = model.chat("surf vlog", **TURN)
+    assert model.decoders.offload and model._encoder_offload is None
+    parts = {"encoder": model.encoder, **{m: model.decoders.pipeline(m).unet for m in ("image", "audio")}}
+    for name, part in parts.items():
+        assert not hasattr(part, "_hf_hook"), name
+        assert {p.device.type for p in part.parameters()} == {"cpu"}, name
+    assert same_turn(turn, tiny_model.chat("surf vlog", **TURN))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offload moves parts to a CUDA device")
+def test_offload_on_cuda_keeps_encoder_and_decoders_in_cpu_memory_between_uses():
+    from nextmm.model import NextMM
+
+    model = NextMM.from_config("tiny", device="cuda", offload=True)
+    turn = model.chat("surf vlog", **TURN)
+    assert model._encoder_offload is not None
+    for part in (model.encoder, *(model.decoders.pipeline(m).unet for m in ("image", "audio"))):
+        assert {p.device.type for p in part.parameters()} == {"cpu"}
+    assert next(model.llm.parameters()).device.type == "cuda"
+    resident = NextMM.from_config("tiny", device="cuda").chat("surf vlog", **TURN)
+    assert turn.text == resident.text and turn.outputs == resident.outputs

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 
 from nextmm.config import load_model_config
 from nextmm.modality import MODALITIES
@@ -12,9 +13,34 @@ from nextmm.training.trainable import set_trainable
 from nextmm.weights.trained import save_trained_parts
 
 
+def perturb(module: nn.Module, scale: float = 0.05) -> None:
+    """Move every parameter away from the seeded initialisation, so loaded weights cannot pass for a fresh build."""
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(scale * torch.randn_like(param))
+
+
+def llm_weights(llm: nn.Module) -> dict[str, torch.Tensor]:
+    """The base LLM's own weights by their transformers names, without peft's wrappers and added parameters."""
+    return {name.replace(".base_layer", "").replace(".token_adapter", ""): param
+            for name, param in llm.named_parameters()
+            if "lora_" not in name and "trainable_tokens_delta" not in name}
+
+
+def assert_loaded(loaded: dict, saved: dict, fresh: dict, what: str) -> None:
+    """Every saved parameter came back exactly, and none of them is what the seeded build gives anyway."""
+    assert loaded.keys() >= saved.keys(), (what, sorted(saved.keys() - loaded.keys())[:5])
+    for name, value in saved.items():
+        # the LLM's embedding matrices have nextmm's new tokens after the saved rows
+        first = (slice(0, value.shape[0]),) if value.ndim else ()
+        torch.testing.assert_close(loaded[name][first], value, rtol=0, atol=0, msg=f"{what}.{name}")
+        assert not torch.equal(fresh[name][first], value), f"{what}.{name} is the seeded initialisation"
+
+
 @pytest.fixture(scope="module")
 def real_format(tmp_path_factory):
-    """A tiny model's parts written as a user's checkpoints/ folder would hold them."""
+    """A tiny model's parts written as a user's checkpoints/ folder would hold them, every one with values a
+    seeded build of the same config does not have."""
     root = tmp_path_factory.mktemp("checkpoints")
     source = NextMM.from_config("tiny")
     set_trainable(source, ["lora", "input_projector", "output_projectors", "new_tokens"])
@@ -26,14 +52,19 @@ def real_format(tmp_path_factory):
     base = source.llm.get_base_model()
     llm = type(base)(base.config)
     llm.resize_token_embeddings(354)
-    llm.model.embed_tokens.weight.data.normal_()
+    perturb(llm)
     llm.save_pretrained(root / "vicuna")
     character_tokenizer().save_pretrained(root / "vicuna")
     # imagebind_huge.pth-style state dict
+    perturb(source.encoder)
     torch.save(source.encoder.model.state_dict(), root / "imagebind.pth")
     # diffusers folders
     for modality in MODALITIES:
-        source.decoders.pipeline(modality).save_pretrained(root / modality)
+        pipe = source.decoders.pipeline(modality)
+        for component in pipe.components.values():
+            if isinstance(component, nn.Module):
+                perturb(component)
+        pipe.save_pretrained(root / modality)
     save_trained_parts(source, root / "trained")
 
     cfg = load_model_config("tiny")
@@ -49,24 +80,27 @@ def real_format(tmp_path_factory):
 def test_every_part_loads_from_its_own_format(real_format):
     source, saved_llm, cfg = real_format
     model = NextMM.from_config(cfg)
-    # ImageBind from the .pth, the projectors and adapter from the trained parts
-    for prefix in ("encoder", "input_projector", "output_projectors"):
-        for (name, a), (_, b) in zip(getattr(model, prefix).state_dict().items(),
-                                     getattr(source, prefix).state_dict().items()):
-            torch.testing.assert_close(a, b, msg=f"{prefix}.{name}")
-    lora = {n: p for n, p in model.llm.named_parameters() if "lora_" in n or "trainable_tokens_delta" in n}
-    source_lora = dict(source.llm.named_parameters())
-    assert lora and all(torch.equal(p, source_lora[n]) for n, p in lora.items())
-    # the base LLM from the transformers folder (its first rows; the rest are nextmm's new tokens)
-    loaded = model.llm.get_base_model().model.layers[0].mlp.down_proj.weight
-    torch.testing.assert_close(loaded, saved_llm.model.layers[0].mlp.down_proj.weight)
-    embeddings = model.llm.get_base_model().get_input_embeddings().token_adapter.base_layer.weight
-    torch.testing.assert_close(embeddings[:354], saved_llm.model.embed_tokens.weight)
+    fresh = NextMM.from_config("tiny")  # the same seed: what the model holds if a load silently did nothing
+    # ImageBind from the .pth, the projectors from the trained parts
+    for part in ("encoder", "input_projector", "output_projectors"):
+        assert_loaded(dict(getattr(model, part).named_parameters()), dict(getattr(source, part).named_parameters()),
+                      dict(getattr(fresh, part).named_parameters()), part)
+    # LoRA and the new tokens' rows from the adapter
+    trained = {n: p for n, p in source.llm.named_parameters() if "lora_" in n or "trainable_tokens_delta" in n}
+    assert trained
+    assert_loaded(dict(model.llm.named_parameters()), trained, dict(fresh.llm.named_parameters()), "adapter")
+    # the base LLM from the transformers folder (its first 354 rows; the rest are nextmm's new tokens)
+    assert_loaded(llm_weights(model.llm.get_base_model()), dict(saved_llm.named_parameters()),
+                  llm_weights(fresh.llm.get_base_model()), "llm")
     # the decoders from the diffusers folders, loaded on first use
     assert model.decoders.loaded() == ()
-    unet = model.decoders.pipeline("image").unet
-    for (name, a), (_, b) in zip(unet.state_dict().items(), source.decoders.pipeline("image").unet.state_dict().items()):
-        torch.testing.assert_close(a, b, msg=name)
+    for modality in MODALITIES:
+        for name, component in source.decoders.pipeline(modality).components.items():
+            if isinstance(component, nn.Module):
+                assert_loaded(dict(getattr(model.decoders.pipeline(modality), name).named_parameters()),
+                              dict(component.named_parameters()),
+                              dict(getattr(fresh.decoders.pipeline(modality), name).named_parameters()),
+                              f"{modality}.{name}")
 
 
 def test_a_turn_runs_on_the_loaded_model(real_format):

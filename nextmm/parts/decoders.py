@@ -125,7 +125,7 @@ def build_pipeline(
     if path is not None and not empty:
         check_pipeline_folder(path)
         logger.info("loading %s decoder %s from %s", modality, cls.__name__, path)
-        return cls.from_pretrained(str(path), torch_dtype=dtype)
+        return cls.from_pretrained(str(path), dtype=dtype)
     if cfg.get("components") is None:
         raise ConfigError(f"{modality} decoder: set `path` to a diffusers pipeline folder or give `components`")
     components = {name: build_component(name, spec, empty=empty) for name, spec in cfg["components"].items()}
