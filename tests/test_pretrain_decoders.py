@@ -62,8 +62,8 @@ def test_folders_load_through_decoders_and_render(run):
         pipe = decoders.pipeline(modality)
         assert pipe.vae.config.scaling_factor == pytest.approx(metrics[modality]["scaling_factor"])
         report = metrics[modality]
-        assert 0 <= report["accuracy"] <= 1 and set(report["per_concept"]) == set(CONCEPTS)
-        assert report["render_seconds"] > 0
+        assert set(report["per_concept"]) == set(CONCEPTS)  # each concept's share of renders classified as it
+        assert report["accuracy"] == pytest.approx(np.mean(list(report["per_concept"].values())))
         phases = {"vae", "unet", "vocoder", "clap"} if modality == "audio" else {"vae", "unet"}
         assert set(report["losses"]) == phases
         assert all(np.isfinite(list(loss.values())).all() for loss in report["losses"].values())
@@ -196,7 +196,7 @@ def test_vocoder_learns_one_batch_with_the_discriminators(world):
         optimizer.zero_grad()
         (terms["loss"] + gan["loss"]).backward()
         optimizer.step()
-        spectral.append(float(terms["loss"]))
+        spectral.append(float(terms["loss"].detach()))
         # the generator's terms reach the vocoder, not the discriminators
         assert all(torch.equal(p.grad, g) for p, g in zip(adversary.judge.parameters(), judged))
         assert all(p.grad is not None for p in vocoder.parameters())
