@@ -21,7 +21,7 @@ import time
 import torch
 
 from nextmm.cli import quiet_libraries
-from nextmm.inference.generation import Conversation
+from nextmm.inference.conversation import Conversation
 from nextmm.inference.outputs import write_turn
 from nextmm.inference.prompt import Message, prompt_segments
 from nextmm.modality import MODALITIES

@@ -25,7 +25,7 @@ import torch
 from nextmm.cli import quiet_libraries
 from nextmm.cli.inspect import stage_parts
 from nextmm.config import load_model_config
-from nextmm.inference.generation import Conversation
+from nextmm.inference.conversation import Conversation
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.parts.decoders import build_pipeline

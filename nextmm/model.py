@@ -216,13 +216,13 @@ class NextMM(nn.Module):
         Media are paths or in-memory (PIL images, (waveform, rate), (frames, fps)); ``settings`` are
         GenerationSettings fields such as max_new_tokens, seed or outputs=["image"].
         """
-        from nextmm.inference.generation import Conversation
+        from nextmm.inference.conversation import Conversation
 
         return Conversation(self, **settings).say(prompt, images=images, audios=audios, videos=videos)
 
     def conversation(self, **settings):
         """A multi-turn conversation; earlier turns and their media stay in context."""
-        from nextmm.inference.generation import Conversation
+        from nextmm.inference.conversation import Conversation
 
         return Conversation(self, **settings)
 

@@ -295,7 +295,7 @@ def test_inputs_preprocessing_cannot_use_are_one_line_errors_naming_them(tmp_pat
 
 
 def test_in_memory_media_problems_are_media_errors():
-    from nextmm.inference.generation import GenerationSettings, to_media
+    from nextmm.inference.conversation import GenerationSettings, to_media
 
     with pytest.raises(MediaError, match="image input: the image is 0 x 0 pixels"):
         to_media("image", Image.new("RGB", (0, 0)))

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from nextmm.cli.generate import check_flag, resolve_device, resolve_dtype, turn_settings
 from nextmm.errors import UserError
-from nextmm.inference.generation import Conversation
+from nextmm.inference.conversation import Conversation
 from nextmm.inference.outputs import claimed_folder, write_turn
 from nextmm.model import NextMM
 

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from nextmm.errors import ConfigError, UserError
-from nextmm.inference.generation import Conversation, GenerationSettings, to_media
+from nextmm.inference.conversation import Conversation, GenerationSettings, to_media
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM

@@ -20,7 +20,7 @@ from moviepy import AudioFileClip, ImageSequenceClip
 
 from nextmm.atomic import staged_folder
 from nextmm.errors import UserError
-from nextmm.inference.generation import Turn
+from nextmm.inference.conversation import Turn
 
 RESULT_FILE = "result.json"
 FILE_TYPES = {"image": "png", "audio": "wav", "video": "mp4"}

@@ -20,7 +20,7 @@ A decoder config (one per modality, a Hydra group `nextmm/conf/decoders/`):
         scheduler: {class: PNDMScheduler, config: {...}}
         ...
       conditioning_shape: [77, 768]
-      num_inference_steps: 50   # optional defaults, read by the caller (nextmm.inference.generation)
+      num_inference_steps: 50   # optional defaults, read by the caller (nextmm.inference.conversation)
       height: 512        # optional render defaults: height, width (image, video), num_frames, fps (video),
       width: 512         # audio_seconds (audio); the pipeline's own defaults otherwise
 """

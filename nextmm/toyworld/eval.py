@@ -256,7 +256,7 @@ def text_to_x(model, eval_set: EvalSet, prompts: Sequence[dict], *, max_new_toke
     finds the nearest of every concept's canonical caption for that modality. Accuracy per modality, and with a
     ``judge`` the share the world's features place right ("world/<m>"). Steps and guidance left None are each
     decoder config's."""
-    from nextmm.inference.generation import to_media
+    from nextmm.inference.conversation import to_media
 
     names = list(eval_set.concepts)
     keys = {m: model.encoder.encode_captions([eval_set.concepts[c]["captions"][m] for c in names]).cpu()

@@ -4,8 +4,12 @@ import torch
 from PIL import Image
 
 from nextmm.errors import ConfigError, UserError
-from nextmm.inference import generation
-from nextmm.inference.generation import SignalCompletion, _clean_text, _completion, to_media
+from nextmm.inference.conversation import (
+    SignalCompletion,
+    _clean_text,
+    _completion,
+    to_media,
+)
 from nextmm.modality import MODALITIES
 from nextmm.model import MEDIA_POSITION
 
@@ -35,7 +39,7 @@ def test_a_medium_the_words_claim_is_produced_unless_keep_claims_is_off(tiny_mod
     (Turn.forced names it); with keep_claims=False the turn is the LLM's own."""
     plain = tiny_model.chat("surf", render=False, **FAST)
     claimed = [m for m in MODALITIES if m not in plain.signals][:1]
-    monkeypatch.setattr(generation, "claimed_media", lambda text: claimed)
+    monkeypatch.setattr("nextmm.inference.conversation.claimed_media", lambda text: claimed)
     kept = tiny_model.chat("surf", render=False, **FAST)
     assert kept.signals == plain.signals + claimed and kept.forced == claimed
     assert kept.text == plain.text
@@ -140,7 +144,7 @@ def test_unknown_setting_is_rejected(tiny_model):
 def test_render_settings_default_to_the_decoder_config():
     from types import SimpleNamespace
 
-    from nextmm.inference.generation import decoder_default
+    from nextmm.inference.conversation import decoder_default
 
     model = SimpleNamespace(decoders=SimpleNamespace(cfg={"image": {"guidance_scale": 3, "num_inference_steps": None},
                                                           "audio": {}}))
@@ -153,7 +157,7 @@ def test_a_guidance_scale_of_zero_renders_with_zero():
     """No silent corrections: 0 means 0 (guidance off), and only None falls back to the decoder's value."""
     from types import SimpleNamespace
 
-    from nextmm.inference.generation import GenerationSettings, render_settings
+    from nextmm.inference.conversation import GenerationSettings, render_settings
 
     model = SimpleNamespace(decoders=SimpleNamespace(cfg={"image": {"guidance_scale": 3, "num_inference_steps": 9}}))
     zero = GenerationSettings(guidance_scale=0.0)
@@ -164,7 +168,7 @@ def test_a_guidance_scale_of_zero_renders_with_zero():
 @pytest.mark.parametrize("setting", [{"num_inference_steps": 0}, {"guidance_scale": -1}, {"top_p": 0},
                                      {"max_new_tokens": 2.5}, {"temperature": "hot"}, {"audio_seconds": 0}])
 def test_out_of_range_settings_are_errors(setting):
-    from nextmm.inference.generation import GenerationSettings
+    from nextmm.inference.conversation import GenerationSettings
 
     name = next(iter(setting))
     with pytest.raises(ConfigError, match=f"^{name}="):
