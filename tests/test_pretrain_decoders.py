@@ -258,6 +258,7 @@ def test_losses_fall_when_overfitting_one_batch():
 def test_clap_phase_separates_the_concepts_and_the_unet_phase_keeps_it(world, tmp_path):
     """AudioLDM's only conditioning is CLAP's pooled embedding: at random init every caption gets nearly the same
     one. The clap phase must pull the concepts apart, and the UNet phase must leave the text encoder alone."""
+    @torch.no_grad()
     def embeddings(pipe):
         texts = ["waves crashing on the shore", "the sound of waves crashing on the shore", "crickets chirping at night"]
         return pipe._encode_prompt(texts, torch.device("cpu"), 1, False)
