@@ -59,3 +59,17 @@ def test_shell_completion_completes_commands_recipes_and_keys(line, expected, mo
     code, out, _ = run(["-sc", "query=bash"], capsys)
     assert code == 0
     assert set(out.split()) == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "seed=abc"], "seed=abc: give a whole number >= 0"),
+    (["world", "output=unused", "seed=-3"], "seed=-3: give a whole number >= 0"),
+    (["world", "output=unused", "workers=-2"], "workers=-2: give a whole number of worker processes >= 0"),
+    (["precompute", "output=unused", "num_workers=1.5"], "num_workers=1.5: give a whole number of worker processes >= 0"),
+    (["generate", "prompt=hi", "quiet=maybe"], "quiet=maybe: give true or false"),
+])
+def test_keys_many_commands_share_are_checked_for_every_command(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv, capsys)
+    assert code == 2 and err.strip() == f"error: {message}"
+    assert list(tmp_path.iterdir()) == []

@@ -115,6 +115,7 @@ def run(
             raise ConfigError("model.* keys of a checkpoint folder cannot be swept; sweep model=<folder>,<folder>")
         # Hydra reports a bad override in several lines with exit code 1: check them here first.
         cfg = apart.apply(compose(config_name, first_values(apart.overrides), return_hydra_config=True))
+        check_common_keys(cfg)
         own_hydra = [o for o in overrides if is_hydra_override(o)]
         hydra_argv = flags + apart.overrides + own_hydra + hydra_overrides(config_name, cfg, overrides, multirun)
     except UserError as error:
@@ -158,6 +159,23 @@ def run(
     finally:
         sys.argv = saved
     sys.exit(max(codes, default=0))
+
+
+def check_common_keys(cfg: DictConfig) -> None:
+    """Keys many commands share, checked for every command before it runs (a command checks its own keys)."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    rules = {
+        "seed": (whole, "a whole number >= 0"),
+        "num_workers": (whole, "a whole number of worker processes >= 0"),
+        "workers": (whole, "a whole number of worker processes >= 0"),
+        "quiet": (lambda v: isinstance(v, bool), "true or false"),
+        "overwrite": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for key, (valid, meaning) in rules.items():
+        if key in cfg and cfg[key] is not None and not valid(cfg[key]):
+            raise ConfigError(f"{key}={cfg[key]}: give {meaning}")
 
 
 def _undo_run_folder(folder: Path, job: str) -> None:
