@@ -76,18 +76,20 @@ def start_server(model_name: str, threads: int, folder: Path) -> tuple[subproces
             time.sleep(0.5)
 
 
-def bench_http(url: str, model_name: str, clients: int, turns: int) -> dict:
-    def ask(seed: int) -> float:
-        begin = time.perf_counter()
-        reply = httpx.post(f"{url}/v1/chat/completions", timeout=600, json={
-            "model": model_name, "messages": [{"role": "user", "content": PROMPT}], "seed": seed})
-        reply.raise_for_status()
-        assert len(reply.json()["choices"][0]["message"]["media"]) == 3, reply.text[:300]
-        return time.perf_counter() - begin
+def ask(url: str, model_name: str, seed: int) -> float:
+    """One surf-vlog request; its latency in seconds."""
+    begin = time.perf_counter()
+    reply = httpx.post(f"{url}/v1/chat/completions", timeout=600, json={
+        "model": model_name, "messages": [{"role": "user", "content": PROMPT}], "seed": seed})
+    reply.raise_for_status()
+    assert len(reply.json()["choices"][0]["message"]["media"]) == 3, reply.text[:300]
+    return time.perf_counter() - begin
 
+
+def bench_http(url: str, model_name: str, clients: int, turns: int) -> dict:
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        latencies = list(pool.map(ask, range(max(turns, clients))))
+        latencies = list(pool.map(lambda seed: ask(url, model_name, seed), range(max(turns, clients))))
     return summary(latencies, time.perf_counter() - start)
 
 
@@ -107,7 +109,7 @@ def main() -> None:
         print(json.dumps({"python_api": results["python_api"]}), flush=True)
         server, url = start_server(args.model, args.threads, Path(scratch) / "served")
         try:
-            bench_http(url, args.model, 1, 1)  # warm: the decoders load on the first media turn
+            ask(url, args.model, 0)  # warm: the decoders load on the first media turn
             for clients in args.clients:
                 results[f"http_{clients}_clients"] = bench_http(url, args.model, clients, args.turns)
                 print(json.dumps({f"http_{clients}_clients": results[f"http_{clients}_clients"]}), flush=True)

@@ -28,6 +28,7 @@ from nextmm.inference.generation import GenerationSettings, Turn, generate_turn,
 from nextmm.inference.prompt import Message
 from nextmm.serving.app import build_app
 from nextmm.serving.limits import Limits
+from nextmm.serving.openai_chat import parse_request
 from nextmm.serving.uploads import MediaTooLarge, media_from_upload
 from nextmm.serving.worker import TurnWorker
 
@@ -212,6 +213,15 @@ def test_a_bad_request_gets_a_4xx_openai_error(server, name):
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     assert error["type"] == "invalid_request_error"
     assert (param is None or error["param"] == param) and (code is None or error["code"] == code), error
+
+
+def test_system_text_goes_before_the_next_user_message_and_settings_are_named_as_openai_names_them():
+    request = parse_request({"model": "tiny", "max_tokens": 9, "temperature": 0.5, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": None}, {"role": "user", "content": "again"}]}, "tiny", LIMITS)
+    assert [(m.role, m.text) for m in request.messages] == [("user", "Be brief.\nhi"), ("assistant", ""),
+                                                           ("user", "again")]
+    assert request.settings == {"max_new_tokens": 9, "temperature": 0.5} and request.modalities is None
 
 
 def test_malformed_http_gets_json_errors_and_the_server_goes_on(server):
