@@ -1,6 +1,7 @@
 """The web page of `nextmm serve` in a real browser (headless Chromium through Playwright), on the toyworld model:
 a surf vlog answer shows an image, an audio player and a video with its soundtrack; an attached picture is
-described; a corrupt upload gets a readable note and the conversation goes on; "New conversation" starts over.
+described; a corrupt, an unsupported and a too large upload get a readable message and the conversation goes on;
+"New conversation" starts over.
 
 Chromium is Debian's (`apt-get install chromium`; Playwright's own browser download is not used). Where it or
 Playwright is missing, the test is skipped and says so. NEXTMM_README_SCREENSHOT=1 also writes the screenshot to
@@ -19,9 +20,11 @@ from fixtures.serving import running
 
 from nextmm.model import NextMM
 from nextmm.serving.app import build_app
+from nextmm.serving.limits import Limits
 
 CHROMIUM = os.environ.get("NEXTMM_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
+LIMITS = Limits(max_upload_mb=0.5)  # a small limit, to see a larger upload refused
 TURN_TIMEOUT_MS = 120_000  # a toyworld surf vlog takes seconds on an idle CPU, much longer on a loaded one
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
@@ -35,7 +38,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("served")
-    with running(build_app(NextMM.from_config("toyworld"), model_name="toyworld", output_dir=output_dir)) as url:
+    app = build_app(NextMM.from_config("toyworld"), model_name="toyworld", output_dir=output_dir, limits=LIMITS)
+    with running(app) as url:
         yield url, output_dir
 
 
@@ -98,7 +102,7 @@ def test_people_chat_with_media_on_the_page(browser_page, server, tmp_path):
     described = wait_for_answers(page, 2)[-1].lower()
     assert any(word in described for word in ("beach", "surf", "wave", "sea")), described
 
-    # 3. a corrupt upload: a readable note, and the conversation goes on
+    # 3. corrupt, unsupported and too large uploads: a readable message each, and the conversation goes on
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
     send(page, "and this one?", [broken])
@@ -106,8 +110,16 @@ def test_people_chat_with_media_on_the_page(browser_page, server, tmp_path):
     assert note.startswith("Cannot answer: broken.png: cannot decode this image file"), note
     assert str(tmp_path) not in note and "/tmp" not in note
     page.screenshot(path=str(tmp_path / "corrupt_upload.png"), full_page=True)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a medium")
+    send(page, "and this?", [notes])
+    assert wait_for_answers(page, 4)[-1].startswith("Cannot answer: notes.txt: unsupported file type '.txt'")
+    large = tmp_path / "large.png"
+    large.write_bytes(b"\x89PNG" + bytes(600_000))
+    page.set_input_files("#prompt input[type=file]", [str(large)])  # refused as it uploads
+    page.get_by_text('File(s) exceed the maximum allowed size').wait_for()
     send(page, "what does this picture show?")
-    assert wait_for_answers(page, 4)[-1].strip()
+    assert wait_for_answers(page, 5)[-1].strip()
 
     # 4. a new conversation
     page.click("#new-conversation")
