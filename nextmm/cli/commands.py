@@ -29,6 +29,7 @@ class Command(NamedTuple):
 COMMANDS = {
     "generate": Command("nextmm.cli.generate", "generate", "one turn: text and files for each medium asked for"),
     "chat": Command("nextmm.cli.chat", "chat", "a conversation in the terminal, outputs written per turn"),
+    "serve": Command("nextmm.cli.serve", "serve", "a web page and an OpenAI-style HTTP API on one loaded model"),
     "inspect": Command("nextmm.cli.inspect", "inspect", "a model's parts, sizes and what is missing"),
     "eval": Command("nextmm.toyworld.eval", "eval", "the toyworld evaluation (captioning, switching, people's words)"),
     "download": Command("nextmm.weights.download", "download", "fetch the real weights a model config needs"),

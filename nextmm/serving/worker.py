@@ -1,0 +1,84 @@
+"""The one thread that owns the model: turns run one at a time, first asked first served.
+
+Requests from the API and the page all come here, so two turns never run at once (the model, its KV cache,
+torch's global seed and the lazily loaded decoders are not shared safely), and each caller gets back the
+Future of its own turn. A full queue refuses at once (Busy); a caller that stops waiting (TurnTimeout)
+cancels its turn if it has not started. A turn that has started runs to its end and its result is dropped:
+torch offers no safe way to stop it halfway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from nextmm.errors import UserError
+from nextmm.inference.generation import GenerationSettings, Turn, generate_turn
+from nextmm.inference.prompt import Message
+
+
+class Busy(UserError):
+    """The queue holds as many turns as the server allows."""
+
+
+class TurnTimeout(UserError):
+    """A turn did not finish within the request timeout (waiting included)."""
+
+
+class TurnWorker:
+    def __init__(self, model, *, max_queue: int, run_turn: Callable = generate_turn):
+        self.model = model
+        self.max_queue = max_queue
+        self.run_turn = run_turn  # (model, messages, settings) -> Turn; tests put a slow one here
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextmm-turns")
+        self._lock = threading.Lock()
+        self._pending = 0  # submitted and not finished: the one running plus those waiting
+        self.completed = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, messages: list[Message], settings: GenerationSettings) -> Future:
+        """Queue a turn; its Future gives the Turn (or the turn's exception). Raises Busy when the queue is full."""
+        with self._lock:
+            if self._pending >= self.max_queue:
+                raise Busy(f"the server is busy: {self._pending} turns are waiting for the model; try again shortly")
+            self._pending += 1
+        future = self._executor.submit(self.run_turn, self.model, list(messages), settings)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+            if not future.cancelled():
+                self.completed += 1
+
+    def answer(self, messages: list[Message], settings: GenerationSettings, timeout_s: float) -> Turn:
+        """Queue a turn and wait for it (from a thread)."""
+        future = self.submit(messages, settings)
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise TurnTimeout(_timeout_message(timeout_s)) from None
+
+    async def answer_async(self, messages: list[Message], settings: GenerationSettings, timeout_s: float) -> Turn:
+        """Queue a turn and wait for it (from the event loop, which keeps serving meanwhile)."""
+        future = self.submit(messages, settings)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise TurnTimeout(_timeout_message(timeout_s)) from None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timeout_message(timeout_s: float) -> str:
+    return f"the turn did not finish within this server's limit of {timeout_s:g} s (waiting for the model included)"
