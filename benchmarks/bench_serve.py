@@ -29,7 +29,7 @@ import httpx
 import torch
 
 from nextmm.cli import quiet_libraries
-from nextmm.inference.generation import GenerationSettings, generate_turn
+from nextmm.inference.conversation import GenerationSettings, generate_turn
 from nextmm.inference.outputs import write_turn
 from nextmm.inference.prompt import Message
 from nextmm.model import NextMM

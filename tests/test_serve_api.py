@@ -24,7 +24,12 @@ from PIL import Image
 
 from nextmm.cli import commands
 from nextmm.errors import MediaError
-from nextmm.inference.generation import GenerationSettings, Turn, generate_turn, to_media
+from nextmm.inference.conversation import (
+    GenerationSettings,
+    Turn,
+    generate_turn,
+    to_media,
+)
 from nextmm.inference.prompt import Message
 from nextmm.serving.app import build_app
 from nextmm.serving.limits import Limits

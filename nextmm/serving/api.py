@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from nextmm.errors import UserError
-from nextmm.inference.generation import GenerationSettings
+from nextmm.inference.conversation import GenerationSettings
 from nextmm.serving.files import TurnFiles, mime_type
 from nextmm.serving.limits import Limits
 from nextmm.serving.openai_chat import RequestError, completion, parse_request

@@ -15,7 +15,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from nextmm.inference.generation import Turn
+from nextmm.inference.conversation import Turn
 from nextmm.inference.outputs import media_path, write_turn
 
 log = logging.getLogger(__name__)

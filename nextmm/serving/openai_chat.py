@@ -31,12 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nextmm.errors import ConfigError, MediaError
-from nextmm.inference.generation import GenerationSettings, Turn
+from nextmm.inference.conversation import GenerationSettings, Turn
 from nextmm.inference.prompt import Media, Message
 from nextmm.modality import MODALITIES
 from nextmm.serving.files import mime_type
 from nextmm.serving.limits import Limits
-from nextmm.serving.uploads import MediaTooLarge, decode_base64, extension_for, media_from_bytes, media_from_data_url
+from nextmm.serving.uploads import (
+    MediaTooLarge,
+    decode_base64,
+    extension_for,
+    media_from_bytes,
+    media_from_data_url,
+)
 
 # request keys -> GenerationSettings fields
 SETTING_KEYS = {"seed": "seed", "temperature": "temperature", "top_p": "top_p", "max_tokens": "max_new_tokens",

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from nextmm.errors import UserError
-from nextmm.inference.generation import GenerationSettings
+from nextmm.inference.conversation import GenerationSettings
 from nextmm.inference.prompt import TURN_END, Message
 from nextmm.modality import MODALITIES
 from nextmm.serving.files import TurnFiles

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from nextmm.errors import MediaError
-from nextmm.inference.generation import to_media
+from nextmm.inference.conversation import to_media
 from nextmm.inference.prompt import Media
 from nextmm.modality import MODALITIES
 from nextmm.parts.preprocess import SUPPORTED_EXTENSIONS

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from nextmm.errors import UserError
-from nextmm.inference.generation import GenerationSettings, Turn, generate_turn
+from nextmm.inference.conversation import GenerationSettings, Turn, generate_turn
 from nextmm.inference.prompt import Message
 
 
