@@ -73,3 +73,9 @@ def test_keys_many_commands_share_are_checked_for_every_command(argv, message, c
     code, _, err = run(argv, capsys)
     assert code == 2 and err.strip() == f"error: {message}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_completion_script_is_for_the_nextmm_command(capsys):
+    code, out, _ = run(["--shell-completion", "install=bash"], capsys)
+    assert code == 0
+    assert "hydra_bash_completion nextmm" in out and "-sc query=bash" in out
