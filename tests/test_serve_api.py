@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
+from fixtures.network import free_port
 from fixtures.serving import running
 from openai import OpenAI
 from PIL import Image
@@ -351,12 +352,6 @@ def test_twenty_concurrent_clients_each_get_their_own_answer(server, tiny_model)
 
 
 # ------------------------------------------------------------------------------------------ the command
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_serve_command_listens_on_loopback_and_stops_on_ctrl_c(tmp_path):
     port = free_port()

@@ -1,7 +1,6 @@
 """A stage under `accelerate launch` with two CPU processes: DDP over gloo, from a fresh clone's command line."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from fixtures.data_fixtures import make_fixture_data
+from fixtures.network import free_port
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from nextmm.checks import check, flag, whole
 from nextmm.cli.overrides import (
     MULTIRUN_FLAGS,
     compose,
@@ -163,19 +164,10 @@ def run(
 
 def check_common_keys(cfg: DictConfig) -> None:
     """Keys many commands share, checked for every command before it runs (a command checks its own keys)."""
-    def whole(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-    rules = {
-        "seed": (whole, "a whole number >= 0"),
-        "num_workers": (whole, "a whole number of worker processes >= 0"),
-        "workers": (whole, "a whole number of worker processes >= 0"),
-        "quiet": (lambda v: isinstance(v, bool), "true or false"),
-        "overwrite": (lambda v: isinstance(v, bool), "true or false"),
-    }
-    for key, (valid, meaning) in rules.items():
-        if key in cfg and cfg[key] is not None and not valid(cfg[key]):
-            raise ConfigError(f"{key}={cfg[key]}: give {meaning}")
+    workers = (whole(0), "a whole number of worker processes >= 0")
+    rules = {"seed": (whole(0), "a whole number >= 0"), "num_workers": workers, "workers": workers,
+             "quiet": (flag, "true or false"), "overwrite": (flag, "true or false")}
+    check({key: cfg[key] for key in rules if key in cfg}, rules)
 
 
 def _undo_run_folder(folder: Path, job: str) -> None:

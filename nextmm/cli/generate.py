@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig
 
+from nextmm.checks import check, flag
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference.conversation import Conversation, GenerationSettings, to_media
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
@@ -53,8 +54,7 @@ def as_list(value) -> list:
 
 
 def check_flag(cfg: DictConfig, key: str) -> bool:
-    if not isinstance(cfg[key], bool):
-        raise ConfigError(f"{key}={cfg[key]}: give true or false")
+    check({key: cfg[key]}, {key: (flag, "true or false")}, required=[key])
     return cfg[key]
 
 

@@ -11,7 +11,6 @@ A turn is a numbered sequence of plain steps:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from nextmm.checks import check, number, whole
 from nextmm.errors import ConfigError, MediaError, UserError
 from nextmm.inference.claims import claimed_media
 from nextmm.inference.prompt import (
@@ -75,12 +75,6 @@ class GenerationSettings:
 
     def check(self) -> None:
         """Every value in range, else a ConfigError naming it (before any model work). None means the decoder's."""
-        def number(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-        def whole(low: int, high: int):
-            return lambda v: number(v) and v == int(v) and low <= v <= high
-
         rules = {
             "seed": (whole(0, 2**32 - 1), "a whole number from 0 to 2**32 - 1"),
             "max_new_tokens": (whole(1, 1_000_000), "a whole number of tokens >= 1"),
@@ -88,7 +82,7 @@ class GenerationSettings:
             "top_p": (lambda v: number(v) and 0 < v <= 1, "a number in (0, 1]"),
             "num_inference_steps": (whole(1, 1000), "a whole number of denoising steps from 1 to 1000, or null for "
                                     "the decoder's"),
-            "guidance_scale": (lambda v: number(v) and 0 <= v < math.inf,
+            "guidance_scale": (lambda v: number(v) and v >= 0,
                                "0 or more (1 or less turns classifier-free guidance off), or null for the decoder's"),
             "height": (whole(1, MAX_SIDE), f"a whole number of pixels up to {MAX_SIDE}, or null"),
             "width": (whole(1, MAX_SIDE), f"a whole number of pixels up to {MAX_SIDE}, or null"),
@@ -96,11 +90,8 @@ class GenerationSettings:
             "audio_seconds": (lambda v: number(v) and 0 < v <= MAX_AUDIO_SECONDS,
                               f"seconds above 0, up to {MAX_AUDIO_SECONDS}, or null"),
         }
-        optional = {"num_inference_steps", "guidance_scale", "height", "width", "num_frames", "audio_seconds"}
-        for name, (valid, meaning) in rules.items():
-            value = getattr(self, name)
-            if not (value is None and name in optional) and not valid(value):
-                raise ConfigError(f"{name}={value}: give {meaning}")
+        check({name: getattr(self, name) for name in rules}, rules,
+              required=("seed", "max_new_tokens", "temperature", "top_p"))
         if isinstance(self.outputs, str):
             raise ConfigError(f"outputs={self.outputs!r}: give a list, e.g. outputs=[{self.outputs!r}]")
         for modality in self.outputs or ():

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
+from nextmm.checks import check, flag, number, whole
 from nextmm.data.dataset import Batch, Skipped
 from nextmm.errors import ConfigError, UserError
 from nextmm.modality import MODALITIES
@@ -81,15 +82,9 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
 
 def check_run_settings(cfg: DictConfig) -> None:
     """The settings every recipe shares, each in range before anything is built (those its config has)."""
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    def whole(low: int):
-        return lambda v: number(v) and v == int(v) and v >= low
-
     rules = {
         "seed": (whole(0), "a whole number >= 0"),
-        "resume": (lambda v: isinstance(v, bool), "true or false"),
+        "resume": (flag, "true or false"),
         "train.max_steps": (whole(1), "a whole number of steps >= 1"),
         "train.batch_size": (whole(1), "a whole number of samples >= 1"),
         "train.gradient_accumulation_steps": (whole(1), "a whole number >= 1"),
@@ -102,10 +97,7 @@ def check_run_settings(cfg: DictConfig) -> None:
         "checkpoint.keep_last": (whole(1), "a whole number >= 1"),
         "logging.every": (whole(1), "a whole number of steps >= 1"),
     }
-    for key, (valid, meaning) in rules.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and not valid(value):
-            raise ConfigError(f"{key}={value}: give {meaning}")
+    check({key: OmegaConf.select(cfg, key, default=None) for key in rules}, rules)
 
 
 def log_trainable(model: nn.Module, counts: Mapping[str, int]) -> None:
