@@ -31,11 +31,12 @@ from nextmm.inference.conversation import (
     generate_turn,
     to_media,
 )
-from nextmm.inference.prompt import Message
+from nextmm.inference.outputs import write_turn
+from nextmm.inference.prompt import Message, prompt_segments
 from nextmm.serving.app import build_app
 from nextmm.serving.limits import Limits
 from nextmm.serving.openai_chat import parse_request
-from nextmm.serving.uploads import MediaTooLarge, media_from_upload
+from nextmm.serving.uploads import MediaTooLarge, upload_from_file
 from nextmm.serving.worker import TurnWorker
 
 LIMITS = Limits(max_upload_mb=0.05, max_request_mb=0.5, max_media=2, max_messages=6, max_new_tokens=16,
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("served")
-    with running(build_app(tiny_model, model_name="tiny", output_dir=output_dir, limits=LIMITS)) as url:
+    with running(build_app(lambda: tiny_model, model_name="tiny", output_dir=output_dir, limits=LIMITS)) as url:
         yield url, output_dir
 
 
@@ -82,6 +83,9 @@ def test_the_openai_client_chats_in_text(server, tiny_model):
     want = expected(tiny_model, [Message("user", "hello there")], max_new_tokens=8, seed=3, temperature=0.7)
     assert reply.choices[0].message.content == want.text
     assert reply.model == "tiny" and reply.id.startswith("chatcmpl-")
+    prompt = tiny_model.embed_segments([prompt_segments([Message("user", "hello there")])]).inputs_embeds.shape[1]
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (prompt, want.completion_tokens)
+    assert 0 < want.completion_tokens <= 8 and reply.usage.total_tokens == prompt + want.completion_tokens
 
 
 def test_the_openai_client_sends_an_image(server, tiny_model, picture):
@@ -184,7 +188,7 @@ BAD_REQUESTS = {
     "a file URL": (user(image("file:///etc/passwd")), 400, "messages[0].content[0]", "invalid_media"),
     "a server path": (user(image("/etc/passwd")), 400, "messages[0].content[0]", "invalid_media"),
     "a sound where a picture belongs": (user(image("data:audio/wav;base64,AAAA")), 400, None, "invalid_media"),
-    "a corrupt picture": (user(image(CORRUPT_PNG)), 400, None, "invalid_media"),
+    "a corrupt picture": (user(image(CORRUPT_PNG)), 400, "messages[0].content[0]", "invalid_media"),
     "not base64": (user(image("data:image/png;base64,@@@@")), 400, None, "invalid_media"),
     "an unsupported picture type": (user(image("data:image/tiff;base64,AAAA")), 400, None, "invalid_media"),
     "an unsupported sound format": (user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "aiff"}}),
@@ -262,19 +266,45 @@ def test_only_the_served_turns_files_are_reachable(server):
 
 def test_uploads_on_the_page_are_checked_by_size_and_type(tmp_path, picture):
     with pytest.raises(MediaTooLarge, match=r"stripes\.png: the file is .* more than this server's limit"):
-        media_from_upload(picture, "stripes.png", max_bytes=10)
+        upload_from_file(picture, "stripes.png", max_bytes=10)
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
     with pytest.raises(MediaError, match=r"notes\.txt: unsupported file type '\.txt'"):
-        media_from_upload(notes, "notes.txt", max_bytes=10_000)
+        upload_from_file(notes, "notes.txt", max_bytes=10_000)
     corrupt = tmp_path / "upload.png"
     corrupt.write_bytes(b"garbage")
+    upload = upload_from_file(corrupt, "beach.png", max_bytes=10_000)  # read on the model's thread
     with pytest.raises(MediaError, match=r"^beach\.png: cannot decode") as error:
-        media_from_upload(corrupt, "beach.png", max_bytes=10_000)
+        upload.read()
     assert str(tmp_path) not in str(error.value)  # no server path in the message
 
 
 # --------------------------------------------------------------------------------- queue and timeouts
+def test_all_torch_work_of_a_request_runs_on_the_model_thread(tiny_model, picture, tmp_path, monkeypatch):
+    """Building the model, reading uploads, the turn and writing its files: one thread, never a request's or the
+    main one (torch's OpenMP team belongs to the thread that starts it; a second team slows every turn)."""
+    seen: dict[str, set] = {"build": set(), "read": set(), "turn": set(), "write": set()}
+
+    def spy(step: str, function):
+        def run(*args, **kwargs):
+            seen[step].add(threading.current_thread().ident)
+            return function(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr("nextmm.serving.uploads.to_media", spy("read", to_media))
+    monkeypatch.setattr("nextmm.serving.files.write_turn", spy("write", write_turn))
+    worker = TurnWorker(spy("build", lambda: tiny_model), max_queue=4, run_turn=spy("turn", generate_turn))
+    with running(build_app(None, model_name="tiny", output_dir=tmp_path, limits=LIMITS, worker=worker)) as url:
+        reply = post(url, {"model": "tiny", "max_tokens": 4, "modalities": ["text", "image"], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                         {"type": "image_url", "image_url": {"url": data_url(picture, "image/png")}}]}]})
+        assert reply.status_code == 200, reply.text
+    model_thread = worker._executor._threads.copy().pop().ident
+    assert seen == {step: {model_thread} for step in seen}
+    assert model_thread != threading.main_thread().ident
+    worker.close()
+
+
 def test_the_worker_runs_one_turn_at_a_time_and_loses_none():
     lock, active, most, order = threading.Lock(), [0], [0], []
 
@@ -288,7 +318,7 @@ def test_the_worker_runs_one_turn_at_a_time_and_loses_none():
             active[0] -= 1
         return Turn(text=messages[-1].text, raw_text="")
 
-    worker = TurnWorker(None, max_queue=50, run_turn=turn)
+    worker = TurnWorker(lambda: None, max_queue=50, run_turn=turn)
     with ThreadPoolExecutor(8) as pool:  # submitted from many threads at once
         futures = list(pool.map(lambda i: (i, worker.submit([Message("user", str(i))], GenerationSettings())),
                                 range(30)))
@@ -306,8 +336,8 @@ def test_a_full_queue_is_busy_and_a_slow_turn_times_out(tiny_model, tmp_path):
         return Turn(text=messages[-1].text, raw_text=messages[-1].text)
 
     limits = Limits(max_queue=1, request_timeout_s=0.5)
-    worker = TurnWorker(tiny_model, max_queue=limits.max_queue, run_turn=slow_turn)
-    with running(build_app(tiny_model, model_name="tiny", output_dir=tmp_path, limits=limits, worker=worker)) as url:
+    worker = TurnWorker(lambda: tiny_model, max_queue=limits.max_queue, run_turn=slow_turn)
+    with running(build_app(None, model_name="tiny", output_dir=tmp_path, limits=limits, worker=worker)) as url:
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(post, url, user({"type": "text", "text": "first"}))
             while worker.pending == 0:

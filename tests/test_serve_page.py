@@ -38,7 +38,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("served")
-    app = build_app(NextMM.from_config("toyworld"), model_name="toyworld", output_dir=output_dir, limits=LIMITS)
+    app = build_app(lambda: NextMM.from_config("toyworld"), model_name="toyworld", output_dir=output_dir,
+                    limits=LIMITS)
     with running(app) as url:
         yield url, output_dir
 

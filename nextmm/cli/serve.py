@@ -44,8 +44,11 @@ def main(cfg: DictConfig) -> None:
     limits = Limits.from_config(OmegaConf.to_container(cfg.limits))
     check_address(cfg.host, cfg.port)
     device = resolve_device(cfg.device)
-    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
-    app = build_app(model, model_name=cfg.model.name, output_dir=Path(cfg.output_dir), limits=limits)
+
+    def build() -> NextMM:
+        return NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
+
+    app = build_app(build, model_name=cfg.model.name, output_dir=Path(cfg.output_dir), limits=limits)
     log.info("serving %s at http://%s:%d/ (API: /v1/chat/completions); turns are written to %s",
              cfg.model.name, cfg.host, cfg.port, Path(cfg.output_dir) / "turns")
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning" if cfg.quiet else "info")

@@ -115,7 +115,9 @@ class Turn:
     sample_rate: int = 16000
     fps: int = 8
     timings_s: dict[str, float] = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)  # every setting the turn ran with, the decoders' resolved
+    prompt_tokens: int = 0  # positions the LLM read, each medium's embedding counted as one
+    completion_tokens: int = 0  # tokens it wrote, signal tokens included
+    settings: dict = field(default_factory=dict)  # every setting the turn ran with; each decoder's steps, guidance
 
     def media(self, modality: str) -> list:
         return {"image": self.images, "audio": self.audios, "video": self.videos}[modality]
@@ -232,7 +234,8 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
     spans = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
     turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
                 signals=[span.modality for span in spans], forced=[m for m in MODALITIES if m in forced],
-                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps)
+                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps,
+                prompt_tokens=prompt_length, completion_tokens=len(generated))
     rendered_with = {m: render_settings(model, m, settings) for m in dict.fromkeys(span.modality for span in spans)}
     turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
                      "outputs": list(settings.outputs) if settings.outputs is not None else None,

@@ -7,7 +7,7 @@
     openai_chat.py an OpenAI chat-completions request -> messages and settings; a Turn -> the response
     api.py         the HTTP API (FastAPI): /v1/chat/completions, /v1/models, /health, /outputs/...
     page.py        the web page (Gradio), mounted at / of the same server
-    app.py         the parts put together: build_app(model, ...) -> the FastAPI app
+    app.py         the parts put together: build_app(build, ...) -> the FastAPI app
 
 ``nextmm serve`` (nextmm/cli/serve.py) loads the model and runs the app with uvicorn.
 """

@@ -17,10 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from nextmm.errors import UserError
-from nextmm.inference.conversation import GenerationSettings
+from nextmm.inference.conversation import GenerationSettings, Turn
+from nextmm.inference.prompt import Message
 from nextmm.serving.files import TurnFiles, mime_type
 from nextmm.serving.limits import Limits
 from nextmm.serving.openai_chat import RequestError, completion, parse_request
+from nextmm.serving.uploads import UploadError
 from nextmm.serving.worker import Busy, TurnTimeout, TurnWorker
 
 log = logging.getLogger(__name__)
@@ -75,21 +77,25 @@ def build_api(worker: TurnWorker, files: TurnFiles, limits: Limits, model_name: 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> dict:
         body = await read_json(request, limits.max_request_bytes)
-        chat = await run_in_threadpool(parse_request, body, model_name, limits)  # decodes media: off the loop
+        chat = await run_in_threadpool(parse_request, body, model_name, limits)  # decodes base64: off the loop
         settings = GenerationSettings(progress=False).updated(**chat.settings)
+        turn_id = files.new_id()
+
+        def finish(turn: Turn, messages: list[Message]) -> tuple[Turn, list]:  # on the model's thread
+            if chat.modalities is not None:  # exactly the media asked for
+                turn.outputs = [(m, i) for m, i in turn.outputs if m in chat.modalities]
+            return turn, files.write(turn_id, turn, prompt=messages[-1].text, model=model_name, seed=settings.seed)
+
         try:
-            turn = await worker.answer_async(chat.messages, settings, limits.request_timeout_s)
+            turn, written = await worker.answer_async(chat.messages, settings, limits.request_timeout_s, finish)
         except Busy as error:
             raise RequestError(str(error), status=503, kind="server_error", code="busy") from None
         except TurnTimeout as error:
             raise RequestError(str(error), status=504, kind="timeout", code="timeout") from None
+        except UploadError as error:
+            raise RequestError(str(error), param=error.label, code="invalid_media") from None
         except UserError as error:  # e.g. the conversation is longer than the model's context
             raise RequestError(str(error), param="messages") from None
-        if chat.modalities is not None:  # exactly the media asked for
-            turn.outputs = [(m, i) for m, i in turn.outputs if m in chat.modalities]
-        turn_id = files.new_id()
-        written = await run_in_threadpool(files.write, turn_id, turn, prompt=chat.messages[-1].text,
-                                          model=model_name, seed=settings.seed)
         base = str(request.base_url)
         return completion(turn, turn_id=turn_id, model_name=model_name, files=written,
                           url=lambda path: f"{base}outputs/{turn_id}/{path.name}")

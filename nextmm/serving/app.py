@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
@@ -18,10 +20,11 @@ from nextmm.toyworld.render import render_image, sample_scene
 EXAMPLE_SCALE = 4  # the toyworld's 64 px picture, shown larger
 
 
-def build_app(model, *, model_name: str, output_dir: str | Path, limits: Limits = Limits(),
+def build_app(build: Callable[[], Any], *, model_name: str, output_dir: str | Path, limits: Limits = Limits(),
               worker: TurnWorker | None = None) -> FastAPI:
-    """The FastAPI app serving ``model``; turns' files go under ``output_dir/turns``."""
-    worker = worker or TurnWorker(model, max_queue=limits.max_queue)
+    """The FastAPI app serving the model ``build()`` makes (on the worker's thread: nextmm.serving.worker);
+    turns' files go under ``output_dir/turns``."""
+    worker = worker or TurnWorker(build, max_queue=limits.max_queue)
     files = TurnFiles(output_dir, keep=limits.keep_turns)
     app = build_api(worker, files, limits, model_name)
     example = example_image(Path(output_dir) / "examples")

@@ -8,15 +8,17 @@ A message's ``content`` is a string or a list of parts:
     {"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}}  OpenAI's (wav mp3 flac ogg)
     {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..."}}      nextmm's, shaped as image_url
 
-The messages are the conversation: every user message's media are encoded again on every request, and an
-assistant message enters the context as its text (media it carried are not read back). ``system`` and
-``developer`` messages' text is put before the next user message's text (the prompt format has no system
-part). ``modalities``: absent or null, the model decides which media to produce; a list (it must hold
-"text") gives exactly the media wanted: each listed one is always produced, the others are not returned,
-and ``["text"]`` renders nothing. Besides OpenAI's knobs, a request may set nextmm's: ``num_inference_steps``,
-``guidance_scale``, ``height``, ``width``, ``num_frames``, ``audio_seconds``.
+The messages are the conversation: every user message's media are read and encoded again on every request
+(one that does not read as its type is a 400 naming its part), and an assistant message enters the context
+as its text (media it carried are not read back). ``system`` and ``developer`` messages' text is put before
+the next user message's text (the prompt format has no system part). ``modalities``: absent or null, the
+model decides which media to produce; a list (it must hold "text") gives exactly the media wanted: each
+listed one is always produced, the others are not returned, and ``["text"]`` renders nothing. Besides
+OpenAI's knobs, a request may set nextmm's: ``num_inference_steps``, ``guidance_scale``, ``height``,
+``width``, ``num_frames``, ``audio_seconds``.
 
-Response: OpenAI's ``chat.completion`` object; ``choices[0].message.content`` is the text, and the media are
+Response: OpenAI's ``chat.completion`` object; ``choices[0].message.content`` is the text (``usage`` counts
+the positions the LLM read, one per medium, and the tokens it wrote, signal tokens included), and the media are
 listed in ``choices[0].message.media`` as ``{"type": "image"|"audio"|"video", "url", "mime_type"}``, URLs
 under this server's ``/outputs/``. A produced sound is also given as OpenAI gives audio,
 ``message.audio = {"id", "data": <base64 WAV>, "expires_at", "transcript"}``.
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from nextmm.errors import ConfigError, MediaError
 from nextmm.inference.conversation import GenerationSettings, Turn
-from nextmm.inference.prompt import Media, Message
+from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
 from nextmm.serving.files import mime_type
 from nextmm.serving.limits import Limits
@@ -40,8 +42,8 @@ from nextmm.serving.uploads import (
     MediaTooLarge,
     decode_base64,
     extension_for,
-    media_from_bytes,
-    media_from_data_url,
+    Upload,
+    upload_from_data_url,
 )
 
 # request keys -> GenerationSettings fields
@@ -80,7 +82,7 @@ class ChatRequest:
 
 
 def parse_request(body, model_name: str, limits: Limits) -> ChatRequest:
-    """A chat-completions body -> messages (media decoded) and checked settings; RequestError if it is not one."""
+    """A chat-completions body -> messages (media as checked Uploads) and checked settings; RequestError if not."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
     for key in ("model", "messages"):
@@ -171,8 +173,8 @@ def _count_media(messages: list, limits: Limits) -> None:
                                    "media per request", param=f"messages[{i}].content[{j}]", code="too_many_media")
 
 
-def _content(content, role: str, where: str, limits: Limits) -> tuple[str, list[Media]]:
-    """A message's text and decoded media (media only in user messages; an assistant's are not read)."""
+def _content(content, role: str, where: str, limits: Limits) -> tuple[str, list[Upload]]:
+    """A message's text and media (media only in user messages; an assistant's are not read)."""
     if content is None and role == "assistant":
         return "", []
     if isinstance(content, str):
@@ -195,17 +197,17 @@ def _content(content, role: str, where: str, limits: Limits) -> tuple[str, list[
     return "".join(texts) if len(texts) <= 1 else "\n".join(texts), media
 
 
-def _medium(kind: str, value, label: str, limits: Limits) -> Media:
+def _medium(kind: str, value, label: str, limits: Limits) -> Upload:
     try:
         if kind == "input_audio":
             if not isinstance(value, dict) or not isinstance(value.get("format"), str):
                 raise MediaError(f"{label}: give input_audio as {{\"data\": <base64>, \"format\": \"wav\"}}")
             extension = extension_for("audio", value["format"], label)
             data = decode_base64(value.get("data"), label, limits.max_upload_bytes)
-            return media_from_bytes("audio", data, extension, label)
+            return Upload("audio", label, extension, data=data)
         modality = "image" if kind == "image_url" else "video"
         url = value.get("url") if isinstance(value, dict) else None
-        return media_from_data_url(modality, url, label, limits.max_upload_bytes)
+        return upload_from_data_url(modality, url, label, limits.max_upload_bytes)
     except MediaTooLarge as error:
         raise RequestError(str(error), status=413, param=label, code="media_too_large") from None
     except MediaError as error:
@@ -232,6 +234,8 @@ def completion(turn: Turn, *, turn_id: str, model_name: str, files: list[tuple[s
         "created": created,
         "model": model_name,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
+                  "total_tokens": turn.prompt_tokens + turn.completion_tokens},
         "nextmm": {"seed": turn.settings.get("seed"), "settings": turn.settings, "signals": turn.signals,
                    "timings_s": {k: round(v, 4) for k, v in turn.timings_s.items()}},
     }

@@ -1,6 +1,6 @@
 """The web page (Gradio): a multi-turn chat with media in and out, on the server's one model.
 
-Each browser session keeps its conversation (nextmm Messages, with the encoded uploads) in a gr.State; a turn
+Each browser session keeps its conversation (nextmm Messages, with the uploads read) in a gr.State; a turn
 goes through the same worker as the API. An upload that cannot be used (corrupt, unsupported, too large, too
 many) is answered with a readable note in the chat, and the conversation goes on without that message.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 import gradio as gr
 
 from nextmm.errors import UserError
-from nextmm.inference.conversation import GenerationSettings
+from nextmm.inference.conversation import GenerationSettings, Turn
 from nextmm.inference.prompt import TURN_END, Message
 from nextmm.modality import MODALITIES
 from nextmm.serving.files import TurnFiles
 from nextmm.serving.limits import Limits
-from nextmm.serving.uploads import media_from_upload
+from nextmm.serving.uploads import Upload, upload_from_file
 from nextmm.serving.worker import TurnWorker
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ def build_page(worker: TurnWorker, files: TurnFiles, limits: Limits, model_name:
                 history.append({"role": "user", "content": text})
             cleared = gr.MultimodalTextbox(value=None)
             try:
-                progress(0.05, desc="reading attachments")
-                user = Message("user", text, _read_uploads(uploads, limits))
+                progress(0.05, desc="checking attachments")
+                user = Message("user", text, _uploads(uploads, limits))
                 if not text.strip() and not user.media:
                     raise UserError("type a message or attach a medium")
                 changes = {"seed": int(seed_value or 0), "temperature": float(temperature_value),
@@ -69,9 +69,12 @@ def build_page(worker: TurnWorker, files: TurnFiles, limits: Limits, model_name:
                 settings = GenerationSettings(progress=False).updated(**changes)
                 progress(0.2, desc=f"waiting for the model ({worker.pending} turns ahead)")
                 yield history, messages, cleared
-                turn = worker.answer([*messages, user], settings, limits.request_timeout_s)
-                progress(0.8, desc="writing the media")
-                written = files.write(files.new_id(), turn, prompt=text, model=model_name, seed=settings.seed)
+
+                def finish(turn: Turn, read: list[Message]) -> tuple:  # on the model's thread
+                    written = files.write(files.new_id(), turn, prompt=text, model=model_name, seed=settings.seed)
+                    return turn, written, read[-1]  # the user's message with its uploads read, for the history
+
+                turn, written, user = worker.answer([*messages, user], settings, limits.request_timeout_s, finish)
             except UserError as error:  # the note is shown; the conversation goes on without this message
                 log.info("page turn refused: %s", error)
                 yield [*history, {"role": "assistant", "content": f"Cannot answer: {error}"}], messages, cleared
@@ -98,12 +101,12 @@ def _path(upload) -> str:
     return upload if isinstance(upload, str) else upload["path"]
 
 
-def _read_uploads(uploads: list, limits: Limits) -> list:
+def _uploads(uploads: list, limits: Limits) -> list[Upload]:
     if len(uploads) > limits.max_media:
         raise UserError(f"{len(uploads)} attachments, more than this server's limit of {limits.max_media} per message")
     media = []
     for upload in uploads:
         path = Path(_path(upload))
         name = upload.get("orig_name") if isinstance(upload, dict) else None
-        media.append(media_from_upload(path, name or path.name, limits.max_upload_bytes))
+        media.append(upload_from_file(path, name or path.name, limits.max_upload_bytes))
     return media

@@ -1,9 +1,11 @@
 """Media a client sends (base64 data URLs in the API, uploaded files on the page) -> model input.
 
 Nothing here opens a path a client names: the API takes media only as bytes inside the request, and the page
-only the files Gradio received as uploads. The bytes go through the same reader as the command line
-(nextmm.parts.preprocess), so a corrupt, empty or unsupported medium is one readable MediaError, naming
-the medium as the client knows it (``messages[0].content[1]``, ``beach.png``), never a server path.
+only the files Gradio received as uploads. A request is checked on arrival (type, size, base64) into
+``Upload``s; the model's thread reads them (``read_uploads``: decoding is torch work, see
+nextmm.serving.worker) through the same reader as the command line (nextmm.parts.preprocess), so a corrupt,
+empty or unsupported medium is one readable UploadError, naming the medium as the client knows it
+(``messages[0].content[1]``, ``beach.png``), never a server path.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import binascii
 import os
 import re
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nextmm.errors import MediaError
 from nextmm.inference.conversation import to_media
-from nextmm.inference.prompt import Media
+from nextmm.inference.prompt import Media, Message
 from nextmm.modality import MODALITIES
 from nextmm.parts.preprocess import SUPPORTED_EXTENSIONS
 
@@ -60,8 +63,40 @@ class MediaTooLarge(MediaError):
     """A medium over the server's upload limit."""
 
 
-def media_from_data_url(modality: str, url: str, label: str, max_bytes: int) -> Media:
-    """``data:image/png;base64,...`` (or audio/..., video/...) -> Media. Any other URL is refused: the server
+class UploadError(MediaError):
+    """An upload that does not read as its modality; ``label`` names it as the client does."""
+
+    def __init__(self, message: str, label: str):
+        super().__init__(message)
+        self.label = label
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A medium as received: checked for type and size, read into a Media on the model's thread."""
+
+    modality: str
+    label: str
+    extension: str
+    data: bytes | None = None  # an API request's decoded base64
+    path: Path | None = None  # a file the page received
+
+    def read(self) -> Media:
+        if self.path is not None:
+            return _read(self.modality, self.path, self.label)
+        with tempfile.TemporaryDirectory(prefix="nextmm-upload-") as scratch:  # the reader needs a file
+            path = Path(scratch) / f"upload{self.extension}"
+            path.write_bytes(self.data)
+            return _read(self.modality, path, self.label)
+
+
+def read_uploads(messages: list[Message]) -> list[Message]:
+    """The messages with every Upload read into a Media (the others as they are)."""
+    return [replace(m, media=[u.read() if isinstance(u, Upload) else u for u in m.media]) for m in messages]
+
+
+def upload_from_data_url(modality: str, url: str, label: str, max_bytes: int) -> Upload:
+    """``data:image/png;base64,...`` (or audio/..., video/...) -> Upload. Any other URL is refused: the server
     fetches nothing and opens no path a client names."""
     if not isinstance(url, str):
         raise MediaError(f"{label}: give a data URL such as data:{modality}/...;base64,...")
@@ -73,20 +108,11 @@ def media_from_data_url(modality: str, url: str, label: str, max_bytes: int) -> 
     if match["type"].lower() != modality:
         raise MediaError(f"{label}: a {match['type']} data URL where a {modality} belongs")
     extension = extension_for(modality, match["subtype"], label)
-    return media_from_bytes(modality, decode_base64(match["data"], label, max_bytes), extension, label)
+    return Upload(modality, label, extension, data=decode_base64(match["data"], label, max_bytes))
 
 
-def media_from_bytes(modality: str, data: bytes, extension: str, label: str) -> Media:
-    """Bytes of a media file -> Media, through the command line's reader (which needs a file: a private temporary
-    one, removed at once)."""
-    with tempfile.TemporaryDirectory(prefix="nextmm-upload-") as scratch:
-        path = Path(scratch) / f"upload{extension}"
-        path.write_bytes(data)
-        return _read(modality, path, label)
-
-
-def media_from_upload(path: str | os.PathLike, label: str, max_bytes: int) -> Media:
-    """A file the page received as an upload -> Media; the modality follows its extension (.gif is an image)."""
+def upload_from_file(path: str | os.PathLike, label: str, max_bytes: int) -> Upload:
+    """A file the page received as an upload -> Upload; the modality follows its extension (.gif is an image)."""
     path = Path(path)
     extension = path.suffix.lower()
     modality = next((m for m in MODALITIES if extension in SUPPORTED_EXTENSIONS[m]), None)
@@ -97,11 +123,11 @@ def media_from_upload(path: str | os.PathLike, label: str, max_bytes: int) -> Me
     if size > max_bytes:
         raise MediaTooLarge(f"{label}: the file is {size / 2**20:.1f} MB, more than this server's limit of "
                             f"{max_bytes / 2**20:g} MB")
-    return _read(modality, path, label)
+    return Upload(modality, label, extension, path=path)
 
 
 def _read(modality: str, path: Path, label: str) -> Media:
     try:
         return to_media(modality, path)
     except MediaError as error:  # the reader names the file by its path: name it as the client knows it
-        raise type(error)(str(error).replace(str(path), label)) from None
+        raise UploadError(str(error).replace(str(path), label), label) from None
