@@ -11,3 +11,7 @@ class MediaError(UserError):
 
 class ConfigError(UserError):
     """An unknown config name, a bad override or a missing checkpoint."""
+
+
+class Stopped(Exception):
+    """Work ended early because its caller set its ``stop`` event (a turn whose client gave up)."""

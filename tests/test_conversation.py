@@ -1,15 +1,20 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nextmm.errors import ConfigError, UserError
+from nextmm.errors import ConfigError, Stopped, UserError
 from nextmm.inference.conversation import (
+    GenerationSettings,
     SignalCompletion,
     _clean_text,
     _completion,
+    generate_turn,
     to_media,
 )
+from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
 from nextmm.model import MEDIA_POSITION
 
@@ -67,6 +72,19 @@ def test_requested_outputs_come_back_with_their_shapes(tiny_model):
     for token in ("[IMG0]", "[AUD0]", "[VID0]", "<Img>"):
         assert token not in turn.text
     assert {"encode", "llm", "decode_image", "decode_audio", "decode_video"} <= set(turn.timings_s)
+
+
+def test_a_stop_event_ends_the_turn_while_it_writes_or_renders(tiny_model, monkeypatch):
+    settings = GenerationSettings(outputs=["image"]).updated(**FAST)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped, match="while the LLM wrote"):
+        generate_turn(tiny_model, [Message("user", "surf vlog")], settings, stop)
+    stop.clear()
+    project = tiny_model.project_signals
+    monkeypatch.setattr(tiny_model, "project_signals", lambda *a: (stop.set(), project(*a))[1])  # set after the LLM
+    with pytest.raises(Stopped, match="render was stopped at step 0"):
+        generate_turn(tiny_model, [Message("user", "surf vlog")], settings, stop)
 
 
 def test_same_seed_same_text_and_media(tiny_model):

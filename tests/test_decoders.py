@@ -1,5 +1,6 @@
 """The frozen diffusion decoders: tiny random pipelines from nextmm/conf/decoders/tiny.yaml, the real diffusers classes."""
 
+import threading
 
 import numpy as np
 import PIL.Image
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from nextmm.config import conf_dir
-from nextmm.errors import ConfigError
+from nextmm.errors import ConfigError, Stopped
 from nextmm.modality import MODALITIES
 from nextmm.parts.decoders import PIPELINES, Decoders, build_pipeline
 from nextmm.parts.tokenizers import clip_tokenizer, roberta_tokenizer
@@ -66,6 +67,17 @@ def test_render_is_deterministic_for_a_generator(decoders, modality):
     other = as_arrays(render(decoders, modality, cond, seed=8))
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_a_set_stop_event_ends_the_render_at_the_next_step(decoders, modality):
+    cond = conditioning(decoders, modality, batch=1)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped, match="stopped at step 0"):  # each pipeline's own step callback raises
+        render(decoders, modality, cond, stop=stop)
+    unset = as_arrays(render(decoders, modality, cond, seed=3, stop=threading.Event()))
+    np.testing.assert_array_equal(unset, as_arrays(render(decoders, modality, cond, seed=3)))  # never set: as before
 
 
 def test_render_sizes_override_config(decoders):

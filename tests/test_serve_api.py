@@ -24,7 +24,7 @@ from openai import OpenAI
 from PIL import Image
 
 from nextmm.cli import commands
-from nextmm.errors import MediaError
+from nextmm.errors import MediaError, Stopped
 from nextmm.inference.conversation import (
     GenerationSettings,
     Turn,
@@ -308,7 +308,7 @@ def test_all_torch_work_of_a_request_runs_on_the_model_thread(tiny_model, pictur
 def test_the_worker_runs_one_turn_at_a_time_and_loses_none():
     lock, active, most, order = threading.Lock(), [0], [0], []
 
-    def turn(model, messages, settings):
+    def turn(model, messages, settings, stop):
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])
@@ -328,11 +328,13 @@ def test_the_worker_runs_one_turn_at_a_time_and_loses_none():
     worker.close()
 
 
-def test_a_full_queue_is_busy_and_a_slow_turn_times_out(tiny_model, tmp_path):
-    release = threading.Event()
+def test_a_full_queue_is_busy_and_a_slow_turn_times_out_and_is_stopped(tiny_model, tmp_path):
+    stopped = threading.Event()
 
-    def slow_turn(model, messages, settings):
-        release.wait(10)
+    def slow_turn(model, messages, settings, stop):
+        if stop.wait(10):  # runs until the server gives up on it
+            stopped.set()
+            raise Stopped("stopped")
         return Turn(text=messages[-1].text, raw_text=messages[-1].text)
 
     limits = Limits(max_queue=1, request_timeout_s=0.5)
@@ -346,9 +348,10 @@ def test_a_full_queue_is_busy_and_a_slow_turn_times_out(tiny_model, tmp_path):
             assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
             timed_out = first.result()
         assert timed_out.status_code == 504 and timed_out.json()["error"]["type"] == "timeout"
-        release.set()
+        assert stopped.wait(5)  # the running turn was told to stop, not left to run its 10 s
         while worker.pending:
             time.sleep(0.01)
+        worker.run_turn = lambda model, messages, settings, stop: Turn(text=messages[-1].text, raw_text="")
         limits_ok = post(url, user({"type": "text", "text": "third"}))
         assert limits_ok.status_code == 200 and limits_ok.json()["choices"][0]["message"]["content"] == "third"
 

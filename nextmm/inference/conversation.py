@@ -11,6 +11,7 @@ A turn is a numbered sequence of plain steps:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from nextmm.checks import check, number, whole
-from nextmm.errors import ConfigError, MediaError, UserError
+from nextmm.errors import ConfigError, MediaError, Stopped, UserError
 from nextmm.inference.claims import claimed_media
 from nextmm.inference.prompt import (
     TURN_END,
@@ -174,9 +175,21 @@ def to_media(modality: str, item) -> Media:
     raise UserError(f"cannot read {modality} input of type {type(item).__name__}: give {expected}")
 
 
+class _StopWhenSet(StoppingCriteria):
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
-def generate_turn(model, messages: list[Message], settings: GenerationSettings) -> Turn:
-    """Answer the last user message of ``messages``: text plus whatever media the answer calls for."""
+def generate_turn(model, messages: list[Message], settings: GenerationSettings,
+                  stop: threading.Event | None = None) -> Turn:
+    """Answer the last user message of ``messages``: text plus whatever media the answer calls for.
+
+    ``stop`` (set from another thread, e.g. a server whose client gave up) ends the turn at its next token or
+    denoising step with nextmm.errors.Stopped."""
     timings: dict[str, float] = {}
     for modality in settings.outputs or ():
         check_modality(modality)
@@ -200,6 +213,7 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
             temperature=settings.temperature if settings.temperature > 0 else None,
             top_p=settings.top_p if settings.temperature > 0 else None,
             logits_processor=LogitsProcessorList([SignalCompletion(model.signal_ids), _Progress(bar)]),
+            stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)] if stop is not None else []),
             stop_strings=[TURN_END.strip()],
             tokenizer=model.tokenizer,
             pad_token_id=model.tokenizer.pad_token_id,
@@ -210,6 +224,8 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
         )
     generated = out.sequences[0].tolist()
     timings["llm"] = time.perf_counter() - start
+    if stop is not None and stop.is_set():
+        raise Stopped("the turn was stopped while the LLM wrote")
 
     # 3. collect: states of generated tokens 0..n-2 come from generation; the last token, and any signal
     # tokens still missing (a cut-short run, or a modality the caller asked for), go through one cached forward.
@@ -258,6 +274,7 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
             num_frames=settings.num_frames,
             audio_seconds=settings.audio_seconds,
             progress=settings.progress,
+            stop=stop,
         )
         media = turn.media(span.modality)
         turn.outputs.append((span.modality, len(media)))

@@ -27,7 +27,9 @@ A decoder config (one per modality, a Hydra group `nextmm/conf/decoders/`):
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from diffusers import DiffusionPipeline, ModelMixin, SchedulerMixin
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nextmm.config import resolve_path
-from nextmm.errors import ConfigError
+from nextmm.errors import ConfigError, Stopped
 from nextmm.modality import MODALITIES, check_modality
 from nextmm.parts.tokenizers import build_tokenizer
 
@@ -259,6 +261,7 @@ class Decoders:
         num_frames: int | None = None,
         audio_seconds: float | None = None,
         progress: bool = True,
+        stop: threading.Event | None = None,
     ) -> list:
         """Decode a batch of conditionings (B, *conditioning_shape) into media.
 
@@ -266,7 +269,7 @@ class Decoders:
         video: list of uint8 arrays (F, H, W, 3). Sizes left None come from the config, else the pipeline.
         With guidance_scale > 1 the negative conditioning is `negative` ((B or 1, *conditioning_shape)) or the
         encoding of "" (passing it ourselves also keeps AudioLDM from padding "" to its embedding width);
-        with guidance_scale <= 1 none is used.
+        with guidance_scale <= 1 none is used. Once ``stop`` is set, the next denoising step raises Stopped.
         """
         self._check_conditioning(modality, conditioning, "conditioning")
         cfg = self._cfg(modality)
@@ -301,6 +304,8 @@ class Decoders:
         sizes = {key: value for key, value in sizes.items() if value is not None}
 
         # 3. run the pipeline unmodified and convert its output
+        if stop is not None:
+            kwargs.update(_stop_callback(pipe, stop))
         if modality == "image":
             return list(pipe(**kwargs, **sizes, output_type="pil").images)
         if modality == "audio":
@@ -322,3 +327,18 @@ class Decoders:
         if modality in self._pipelines or cfg.get("components") is None:
             return count_parameters(self.pipeline(modality).components)
         return count_parameters(build_pipeline(modality, cfg, empty=True).components)
+
+
+def _stop_callback(pipe, stop: threading.Event) -> dict:
+    """The pipeline's per-step callback (diffusers pipelines name it one of two ways) raising once ``stop`` is set."""
+    def check(step: int) -> None:
+        if stop.is_set():
+            raise Stopped(f"the render was stopped at step {step}")
+
+    def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:
+        check(step)
+        return tensors
+
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+        return {"callback_on_step_end": on_step_end}
+    return {"callback": lambda step, _timestep, _latents: check(step), "callback_steps": 1}
