@@ -25,7 +25,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from nextmm.config import load_model_config, resolve_path
-from nextmm.inference.prompt import Media, Segment, Text
+from nextmm.errors import UserError
+from nextmm.inference.prompt import Media, Message, Segment, Text
 from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
 from nextmm.parts.decoders import Decoders
@@ -219,6 +220,19 @@ class NextMM(nn.Module):
         from nextmm.inference.conversation import Conversation
 
         return Conversation(self, **settings).say(prompt, images=images, audios=audios, videos=videos)
+
+    def chat_batch(self, prompts: Sequence[str], **settings) -> list:
+        """One turn for each prompt (text only, fresh conversations), answered together: one LLM pass and one
+        diffusion batch per modality (nextmm.inference.conversation.generate_turns). Returns a Turn per prompt."""
+        from nextmm.inference.conversation import GenerationSettings, generate_turns
+
+        if isinstance(prompts, str) or not prompts:
+            raise UserError("chat_batch takes a non-empty list of prompts; for one prompt use chat()")
+        empty = [i for i, prompt in enumerate(prompts) if not str(prompt).strip()]
+        if empty:
+            raise UserError(f"prompt {empty[0]} of the batch is empty: every prompt needs text")
+        conversations = [[Message("user", str(prompt))] for prompt in prompts]
+        return generate_turns(self, conversations, GenerationSettings().updated(**settings))
 
     def conversation(self, **settings):
         """A multi-turn conversation; earlier turns and their media stay in context."""

@@ -87,6 +87,25 @@ def test_a_stop_event_ends_the_turn_while_it_writes_or_renders(tiny_model, monke
         generate_turn(tiny_model, [Message("user", "surf vlog")], settings, stop)
 
 
+def test_a_batch_shares_one_llm_pass_and_one_render_per_modality(tiny_model, monkeypatch):
+    prompts = ["surf vlog", "a beach", "tell me about snow and the mountains"]  # prompts of different lengths
+    alone = [tiny_model.chat(p, outputs=["image", "audio"], **FAST) for p in prompts]
+    calls = {"generate": [], "render": []}
+    generate, render = tiny_model.llm.generate, tiny_model.decoders.render
+    monkeypatch.setattr(tiny_model.llm, "generate", lambda **kw: (calls["generate"].append(kw), generate(**kw))[1])
+    monkeypatch.setattr(tiny_model.decoders, "render",
+                        lambda m, c, **kw: (calls["render"].append((m, c.shape[0])), render(m, c, **kw))[1])
+    batch = tiny_model.chat_batch(prompts, outputs=["image", "audio"], **FAST)
+    assert len(calls["generate"]) == 1 and calls["generate"][0]["inputs_embeds"].shape[0] == 3
+    assert calls["render"] == [("image", 3), ("audio", 3)]
+    for single, batched in zip(alone, batch):  # greedy: the same answers, the same media
+        assert batched.text == single.text and batched.outputs == single.outputs == [("image", 0), ("audio", 0)]
+        np.testing.assert_allclose(np.asarray(batched.images[0], float), np.asarray(single.images[0], float), atol=2)
+        np.testing.assert_allclose(batched.audios[0], single.audios[0], atol=1e-3)
+    with pytest.raises(UserError, match="prompt 1 of the batch is empty"):
+        tiny_model.chat_batch(["hi", " "], **FAST)
+
+
 def test_same_seed_same_text_and_media(tiny_model):
     a = tiny_model.chat("surf vlog", outputs=["image", "audio"], seed=3, **FAST)
     b = tiny_model.chat("surf vlog", outputs=["image", "audio"], seed=3, **FAST)

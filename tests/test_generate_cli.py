@@ -156,3 +156,44 @@ def test_a_prompt_over_the_context_fails_before_the_model_loads(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["error: the prompt is 602 tokens, longer than the model's context of 512: "
                                         "shorten it"]
+
+
+# ------------------------------------------------------------------------------------ a file of prompts
+def test_a_prompts_file_gets_a_folder_per_prompt_with_the_turns_of_single_runs(tmp_path, capsys, tiny_model):
+    prompts = ["surf vlog", "a picture of a beach", 'what is "this", [a,b] = ${x}?']
+    listing = tmp_path / "requests.txt"
+    listing.write_text("\n".join([prompts[0], "", prompts[1], "   ", prompts[2]]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as done:
+        cli.run("generate", main, [f"prompts={listing}", "batch_size=2", f"output_dir={out}", "outputs=[image]", *FAST])
+    assert done.value.code == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert sorted(p.name for p in out.iterdir()) == ["0001", "0002", "0003"]
+    for number, prompt in enumerate(prompts, start=1):
+        result = json.loads((out / f"{number:04d}" / "result.json").read_text())
+        alone = tiny_model.chat(prompt, outputs=["image"], max_new_tokens=6, num_inference_steps=2, progress=False)
+        assert result["prompt"] == prompt and result["text"] == alone.text  # a batch answers as single turns do
+        with Image.open(out / f"{number:04d}" / "image_0.png") as image:
+            np.testing.assert_allclose(np.asarray(image, float), np.asarray(alone.images[0], float), atol=2)
+        assert f"[{number:04d}] {alone.text}" in printed and str(out / f"{number:04d}" / "image_0.png") in printed
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["prompts={dir}/missing.txt"], "prompts={dir}/missing.txt: no such file"),
+    (["prompts={dir}"], "is a folder"),
+    (["prompts={dir}/latin1.txt"], "is not UTF-8 text"),
+    (["prompts={dir}/blank.txt"], "holds no prompt"),
+    (["prompts={dir}/ok.txt", "prompt=hello"], "without prompt="),
+    (["prompts={dir}/ok.txt", "batch_size=0"], "batch_size=0: give a whole number >= 1"),
+    (["prompts={dir}/ok.txt", "batch_size=two"], "batch_size=two: give a whole number >= 1"),
+], ids=["missing", "folder", "not-utf8", "blank", "with-prompt", "zero-batch", "word-batch"])
+def test_a_bad_prompts_file_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, overrides, message):
+    (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    (tmp_path / "ok.txt").write_text("surf vlog\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("generate", main, [*(o.format(dir=tmp_path) for o in overrides), f"output_dir={out}", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and message.format(dir=tmp_path) in err[0], err
+    assert not out.exists()

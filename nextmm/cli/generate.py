@@ -1,4 +1,5 @@
-"""``python -m nextmm generate prompt="surf vlog"``: one turn, written to files.
+"""``python -m nextmm generate prompt="surf vlog"``: one turn, written to files; ``prompts=<file>``: a turn for
+each line, ``batch_size`` at a time, each in its own numbered folder.
 
 Prints the text answer and the paths of what it wrote. Bad input is one line on stderr, exit code 2,
 and nothing is written.
@@ -13,10 +14,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from nextmm.checks import check, flag
+from nextmm.checks import check, flag, whole
 from nextmm.errors import ConfigError, UserError
-from nextmm.inference.conversation import Conversation, GenerationSettings, to_media
+from nextmm.atomic import staged_folder
+from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns, to_media
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
+from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.parts.decoders import pixel_factor
@@ -84,11 +87,35 @@ def turn_settings(cfg: DictConfig) -> dict:
     return settings
 
 
+def read_prompts(cfg: DictConfig) -> list[str]:
+    """The prompts file's lines (blank ones skipped), checked before the model loads."""
+    if cfg.prompt or any(as_list(cfg[m]) for m in MODALITIES):
+        raise UserError("prompts= answers a file of text prompts: give it without prompt=, image=, audio= or video=")
+    check({"batch_size": cfg.batch_size}, {"batch_size": (whole(1), "a whole number >= 1")}, required=["batch_size"])
+    path = Path(cfg.prompts)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except IsADirectoryError:
+        raise UserError(f"prompts={path} is a folder: give a text file with one prompt per line") from None
+    except FileNotFoundError:
+        raise UserError(f"prompts={path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"prompts={path} is not UTF-8 text: save it as UTF-8, one prompt per line") from None
+    prompts = [line for line in lines if line.strip()]
+    if not prompts:
+        raise UserError(f"prompts={path} holds no prompt: write one per line")
+    for prompt in prompts:
+        check_prompt_length(prompt, cfg.model)
+    return prompts
+
+
 def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     output_dir = Path(cfg.output_dir)  # Hydra's run folder when not given (nextmm.cli.app.hydra_overrides)
     settings = turn_settings(cfg)
+    if cfg.prompts is not None:
+        return answer_prompts(cfg, read_prompts(cfg), settings, output_dir, device, dtype)
     timings = {}
 
     # Read the inputs first: a bad file fails in a second, before any model is built.
@@ -115,3 +142,22 @@ def main(cfg: DictConfig) -> None:
     for modality, index in turn.outputs:
         print(media_path(output_dir, modality, index))
     print(result)
+
+
+def answer_prompts(cfg: DictConfig, prompts: list[str], settings: dict, output_dir: Path, device: torch.device,
+                   dtype: torch.dtype) -> None:
+    """Each prompt's turn in ``output_dir/<n>/`` (n from 0001, in the file's order); the folder appears whole,
+    when the last turn is written."""
+    width = max(4, len(str(len(prompts))))
+    lines = []
+    with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")), staged_folder(output_dir) as staging:
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        generation = GenerationSettings(progress=not cfg.quiet).updated(**settings)
+        for first in range(0, len(prompts), cfg.batch_size):
+            batch = prompts[first : first + cfg.batch_size]
+            turns = generate_turns(model, [[Message("user", prompt)] for prompt in batch], generation)
+            for number, (prompt, turn) in enumerate(zip(batch, turns), start=first + 1):
+                name = f"{number:0{width}d}"
+                write_turn(turn, staging / name, prompt=prompt, model=cfg.model.name, seed=cfg.seed)
+                lines += [f"[{name}] {turn.text}", *(str(media_path(output_dir / name, m, i)) for m, i in turn.outputs)]
+    print("\n".join(lines))

@@ -29,7 +29,7 @@ MULTIRUN_FLAGS = {"-m", "--multirun"}
 # it holds (quotes, commas, brackets, "=", "${...}", emoji), and a media path may hold any of them too. A media
 # value that starts with "[" is a list in Hydra's syntax: image=[a.png,b.png].
 TEXT_KEYS = ("prompt",)
-PATH_KEYS = ("image", "audio", "video")
+PATH_KEYS = ("image", "audio", "video", "prompts")
 
 
 def compose_config(config_name: str, overrides: Sequence[str], return_hydra_config: bool = False) -> DictConfig:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,13 +184,24 @@ class _StopWhenSet(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-@torch.no_grad()
 def generate_turn(model, messages: list[Message], settings: GenerationSettings,
                   stop: threading.Event | None = None) -> Turn:
     """Answer the last user message of ``messages``: text plus whatever media the answer calls for.
 
     ``stop`` (set from another thread, e.g. a server whose client gave up) ends the turn at its next token or
     denoising step with nextmm.errors.Stopped."""
+    return generate_turns(model, [messages], settings, stop)[0]
+
+
+@torch.no_grad()
+def generate_turns(model, conversations: Sequence[list[Message]], settings: GenerationSettings,
+                   stop: threading.Event | None = None) -> list[Turn]:
+    """Answer the last user message of each conversation, all with the same settings: the batch shares one LLM
+    pass (left-padded) and one diffusion batch per modality, rendered in the order the answers first call for
+    them. Each conversation draws its diffusion noise from its own generator seeded with ``settings.seed``, so
+    its media are those of its own turn when it calls for its media in that order too (greedy text is the
+    same); with temperature > 0 the LLM samples the whole batch from one stream. A batch of one is
+    ``generate_turn``. The timings of each turn are the batch's."""
     timings: dict[str, float] = {}
     for modality in settings.outputs or ():
         check_modality(modality)
@@ -197,17 +209,18 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings,
 
     # 1. encode
     start = time.perf_counter()
-    batch = model.embed_segments([prompt_segments(messages)])
-    prompt_length = batch.inputs_embeds.shape[1]
-    max_new_tokens = _token_budget(model, prompt_length, settings.max_new_tokens)
+    batch = model.embed_segments([prompt_segments(messages) for messages in conversations])
+    prompt_lengths = batch.attention_mask.sum(dim=1).tolist()
+    inputs_embeds, attention_mask = _left_padded(batch.inputs_embeds, batch.attention_mask)  # (B, T, H), (B, T)
+    max_new_tokens = _token_budget(model, inputs_embeds.shape[1], settings.max_new_tokens)
     timings["encode"] = time.perf_counter() - start
 
     # 2. think
     start = time.perf_counter()
     with tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar:
         out = model.llm.generate(
-            inputs_embeds=batch.inputs_embeds,
-            attention_mask=batch.attention_mask,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
             max_new_tokens=max_new_tokens,
             do_sample=settings.temperature > 0,
             temperature=settings.temperature if settings.temperature > 0 else None,
@@ -222,53 +235,44 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings,
             output_hidden_states=True,
             return_dict_in_generate=True,
         )
-    generated = out.sequences[0].tolist()
     timings["llm"] = time.perf_counter() - start
     if stop is not None and stop.is_set():
         raise Stopped("the turn was stopped while the LLM wrote")
 
-    # 3. collect: states of generated tokens 0..n-2 come from generation; the last token, and any signal
-    # tokens still missing (a cut-short run, or a modality the caller asked for), go through one cached forward.
+    # 3. collect each answer's tokens and their last-layer states
     start = time.perf_counter()
-    wanted = set(settings.outputs or ())
-    if settings.keep_claims:
-        wanted.update(claimed_media(_clean_text(model, generated)))
-    tail = _completion(model, generated, wanted)
-    forced = {span.modality for span in find_signal_spans(tail, model.signal_ids)}
-    states = [step[-1][0, -1] for step in out.hidden_states[1:]]  # (H,) each
-    signal_ids = {i for ids in model.signal_ids.values() for i in ids}
-    if tail or generated[-1] in signal_ids:
-        forward_ids = torch.tensor([[generated[-1], *tail]], device=model.device)
-        mask = torch.ones(1, prompt_length + len(generated) + len(tail), dtype=torch.long, device=model.device)
-        extra = model.llm(input_ids=forward_ids, attention_mask=mask, past_key_values=out.past_key_values,
-                          output_hidden_states=True, use_cache=True)
-        states += list(extra.hidden_states[-1][0])
-        generated += tail
+    answers = [_collect(model, out, row, batch.inputs_embeds[row, :length], settings)
+               for row, length in enumerate(prompt_lengths)]
     timings["collect"] = time.perf_counter() - start
 
-    # 4. project and 5. decode
-    spans = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
-    turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
-                signals=[span.modality for span in spans], forced=[m for m in MODALITIES if m in forced],
-                sample_rate=model.decoders.sample_rate, fps=model.decoders.fps,
-                prompt_tokens=prompt_length, completion_tokens=len(generated))
-    rendered_with = {m: render_settings(model, m, settings) for m in dict.fromkeys(span.modality for span in spans)}
-    turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
-                     "outputs": list(settings.outputs) if settings.outputs is not None else None,
-                     "decoders": rendered_with}
-    generator = torch.Generator().manual_seed(settings.seed)
-    for span in spans if settings.render else ():
-        if len(states) < span.start + span.length:
-            continue
+    # 4. project and 5. decode: one render per modality for the whole batch
+    turns, spans = [], []  # spans: the complete signal runs of each answer whose states are all there
+    for (generated, states, forced), length in zip(answers, prompt_lengths):
+        complete = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
+        turn = Turn(text=_clean_text(model, generated), raw_text=model.tokenizer.decode(generated),
+                    signals=[span.modality for span in complete], forced=[m for m in MODALITIES if m in forced],
+                    sample_rate=model.decoders.sample_rate, fps=model.decoders.fps,
+                    prompt_tokens=length, completion_tokens=len(generated))
+        turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
+                         "outputs": list(settings.outputs) if settings.outputs is not None else None,
+                         "decoders": {m: render_settings(model, m, settings) for m in dict.fromkeys(turn.signals)}}
+        turns.append(turn)
+        spans.append([span for span in complete if span.start + span.length <= len(states)])
+    order = list(dict.fromkeys(span.modality for answer in spans for span in answer))
+    rendered_with = {m: render_settings(model, m, settings) for m in order}
+    generators = [torch.Generator().manual_seed(settings.seed) for _ in conversations]
+    media: dict[tuple[int, int], Any] = {}  # (row, span start) -> the rendered medium
+    for modality in order if settings.render else ():
         start = time.perf_counter()
-        hidden = torch.stack(states[span.start : span.start + span.length])[None]  # (1, N, H)
-        conditioning = model.project_signals(span.modality, hidden)
+        items = [(row, span) for row, answer in enumerate(spans) for span in answer if span.modality == modality]
+        hidden = torch.stack([torch.stack(answers[row][1][span.start : span.start + span.length])
+                              for row, span in items])  # (N, signal tokens, H)
         rendered = model.decoders.render(
-            span.modality,
-            conditioning,
-            num_inference_steps=rendered_with[span.modality]["num_inference_steps"],
-            guidance_scale=rendered_with[span.modality]["guidance_scale"],
-            generator=generator,
+            modality,
+            model.project_signals(modality, hidden),
+            num_inference_steps=rendered_with[modality]["num_inference_steps"],
+            guidance_scale=rendered_with[modality]["guidance_scale"],
+            generator=[generators[row] for row, _ in items] if len(items) > 1 else generators[items[0][0]],
             height=settings.height,
             width=settings.width,
             num_frames=settings.num_frames,
@@ -276,13 +280,56 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings,
             progress=settings.progress,
             stop=stop,
         )
-        media = turn.media(span.modality)
-        turn.outputs.append((span.modality, len(media)))
-        media.extend(rendered)
-        key = f"decode_{span.modality}"
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
-    turn.timings_s = timings
-    return turn
+        media.update({(row, span.start): medium for (row, span), medium in zip(items, rendered)})
+        timings[f"decode_{modality}"] = time.perf_counter() - start
+    for row, (turn, answer) in enumerate(zip(turns, spans)):
+        for span in answer if settings.render else ():  # in the answer's order
+            rendered = turn.media(span.modality)
+            turn.outputs.append((span.modality, len(rendered)))
+            rendered.append(media[(row, span.start)])
+        turn.timings_s = dict(timings)
+    return turns
+
+
+def _left_padded(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T, H) and (B, T) -> left-padded, as generation continues every row from its end."""
+    shifts = (mask.shape[1] - mask.sum(dim=1)).tolist()
+    if not any(shifts):
+        return embeds, mask
+    return (torch.stack([row.roll(shift, dims=0) for row, shift in zip(embeds, shifts)]),
+            torch.stack([row.roll(shift, dims=0) for row, shift in zip(mask, shifts)]))
+
+
+def _collect(model, out, row: int, prompt_embeds: torch.Tensor, settings: GenerationSettings):
+    """One answer of the batch: (its tokens, the last-layer state (H,) of each, the modalities appended).
+
+    The states of tokens 0..n-2 come from generation; the last token and any signal tokens still missing (a run
+    cut short, a modality asked for or claimed in words) go through one more forward: on the generation's cache
+    for a batch of one, over the whole answer otherwise (the cache's other rows ran on past their answers' end).
+    """
+    generated = out.sequences[row].tolist()
+    while len(generated) > 1 and generated[-1] == model.tokenizer.pad_token_id:  # a row that finished early
+        generated.pop()
+    wanted = set(settings.outputs or ())
+    if settings.keep_claims:
+        wanted.update(claimed_media(_clean_text(model, generated)))
+    tail = _completion(model, generated, wanted)
+    forced = {span.modality for span in find_signal_spans(tail, model.signal_ids)}
+    states = [step[-1][row, -1] for step in out.hidden_states[1 : len(generated)]]  # (H,) each
+    signal_ids = {i for ids in model.signal_ids.values() for i in ids}
+    if not tail and generated[-1] not in signal_ids:
+        return generated, states, forced
+    if out.sequences.shape[0] == 1:
+        forward_ids = torch.tensor([[generated[-1], *tail]], device=model.device)
+        mask = torch.ones(1, len(prompt_embeds) + len(generated) + len(tail), dtype=torch.long, device=model.device)
+        extra = model.llm(input_ids=forward_ids, attention_mask=mask, past_key_values=out.past_key_values,
+                          output_hidden_states=True, use_cache=True)
+        states += list(extra.hidden_states[-1][0])
+    else:
+        answer = model.embed_tokens(torch.tensor(generated + tail, device=model.device))
+        whole = model.llm(inputs_embeds=torch.cat([prompt_embeds, answer])[None], output_hidden_states=True)
+        states += list(whole.hidden_states[-1][0, -(1 + len(tail)) :])
+    return generated + tail, states, forced
 
 
 def _token_budget(model, prompt_length: int, max_new_tokens: int) -> int:
