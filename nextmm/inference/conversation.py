@@ -182,7 +182,7 @@ def generate_turn(model, messages: list[Message], settings: GenerationSettings) 
 
     # 1. encode
     start = time.perf_counter()
-    batch = model.embed_segments([prompt_segments(messages)])
+    batch = model.embed_segments([prompt_segments(messages, prompt_format=model.prompt_format)])
     prompt_length = batch.inputs_embeds.shape[1]
     max_new_tokens = _token_budget(model, prompt_length, settings.max_new_tokens)
     timings["encode"] = time.perf_counter() - start

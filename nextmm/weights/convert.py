@@ -202,6 +202,7 @@ def convert_checkpoint(
     parts = convert_state(official, expected, token_ids, str(source / OFFICIAL_FILE))
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("trained", None)
+    config["prompt_format"] = "nextgpt"  # the release's LoRA was tuned on the original's format, whatever model= is
     config["llm"]["tokenizer"] = str(output / TOKENIZER_DIR)
     write_trained_parts(parts, expected.peft_config, tokenizer, OmegaConf.create(config), output)
     log.info("converted %s (%d tensors) into %s", source, len(official), output)
