@@ -26,9 +26,18 @@ from transformers import PreTrainedTokenizerBase
 
 from nextmm.config import load_model_config, resolve_path
 from nextmm.errors import UserError
-from nextmm.inference.prompt import Media, Message, Segment, Text
+from nextmm.inference.prompt import (
+    DEFAULT_PROMPT_FORMAT,
+    IGNORE_INDEX,
+    MEDIA_POSITION,
+    Media,
+    Message,
+    Segment,
+    check_prompt_format,
+    encode_segments,
+)
 from nextmm.inference.signals import find_signal_spans
-from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
+from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.parts.decoders import Decoders
 from nextmm.parts.encoder import ImageBindEncoder
 from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer
@@ -37,8 +46,7 @@ from nextmm.weights.required import check_weights
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
-MEDIA_POSITION = -1  # token id recorded where a projected media token sits in the sequence
+__all__ = ["IGNORE_INDEX", "MEDIA_POSITION", "EmbeddedBatch", "NextMM"]
 
 
 @dataclass
@@ -64,6 +72,8 @@ class NextMM(nn.Module):
     ):
         super().__init__()
         self.config = config
+        # the text the LLM was trained to read (nextmm.inference.prompt): nextgpt for the official release
+        self.prompt_format = check_prompt_format(config.get("prompt_format", DEFAULT_PROMPT_FORMAT))
         self.encoder = encoder
         self.input_projector = input_projector
         self.llm = llm
@@ -167,24 +177,15 @@ class NextMM(nn.Module):
     def embed_segments(self, batch: Sequence[Sequence[Segment]]) -> EmbeddedBatch:
         """Turn segment lists into right-padded LLM inputs; media of one modality encode in one call.
 
-        Every sequence starts with BOS. Text marked ``train`` gets labels, all else IGNORE_INDEX.
+        Every sequence starts with BOS. Text marked ``train`` gets labels, all else IGNORE_INDEX. The token ids
+        follow the config's ``prompt_format`` (nextmm.inference.prompt.encode_segments).
         """
         media_tokens = self._embed_all_media(batch)
         labels, ids = [], []
-        start, end = self.tokenizer.convert_tokens_to_ids([MEDIA_START, MEDIA_END])
         for sample in batch:
-            parts_ids = [torch.tensor([self.tokenizer.bos_token_id])]
-            parts_labels = [torch.tensor([IGNORE_INDEX])]
-            for segment in sample:
-                if isinstance(segment, Text):
-                    tokens = self.tokenizer(segment.text, add_special_tokens=False, return_tensors="pt").input_ids[0]
-                    parts_ids.append(tokens)
-                    parts_labels.append(tokens.clone() if segment.train else torch.full_like(tokens, IGNORE_INDEX))
-                else:
-                    parts_ids.append(torch.tensor([start, MEDIA_POSITION, end]))
-                    parts_labels.append(torch.full((3,), IGNORE_INDEX))
-            ids.append(torch.cat(parts_ids).to(self.device))
-            labels.append(torch.cat(parts_labels).to(self.device))
+            sample_ids, sample_labels = self.encode(sample)
+            ids.append(torch.tensor(sample_ids, device=self.device))
+            labels.append(torch.tensor(sample_labels, device=self.device))
         # one lookup for the whole batch: with trainable token rows (peft) every lookup builds the whole matrix
         every = self.embed_tokens(torch.cat(ids).clamp(min=0))  # (sum T, H)
         embeds = []
@@ -194,6 +195,10 @@ class NextMM(nn.Module):
                 sample_embeds = sample_embeds.index_put((media_positions,), sample_media)
             embeds.append(sample_embeds)  # (T, H)
         return _pad_batch(embeds, labels, ids, self.tokenizer.pad_token_id)
+
+    def encode(self, segments: Sequence[Segment]) -> tuple[list[int], list[int]]:
+        """One sample's (token ids, labels) in the model's prompt format, MEDIA_POSITION where media go."""
+        return encode_segments(self.tokenizer, segments, self.prompt_format, added_tokens(self.config.signal_tokens))
 
     def _embed_all_media(self, batch: Sequence[Sequence[Segment]]) -> list[torch.Tensor]:
         """(n_media_i, H) per sample, all media of one modality (and form: raw or precomputed) in one call."""

@@ -1,5 +1,7 @@
 """nextmm.weights.convert on a synthetic official release: the official key names at the tiny model's shapes."""
 
+import enum
+import shutil
 import warnings
 
 import pytest
@@ -7,12 +9,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from fixtures.llama_tokenizer import RELEASE_TOKENIZER, write_tiny_llama_tokenizer
 from nextmm import cli
 from nextmm.config import load_model_config
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
-from nextmm.parts.llm import added_tokens, character_tokenizer
+from nextmm.parts.llm import added_tokens, build_tokenizer, character_tokenizer
 from nextmm.weights.convert import (
+    RESAVE,
+    check_release_files,
     convert_checkpoint,
     convert_state,
     expected_tensors,
@@ -270,3 +275,75 @@ def test_full_size_expectations_are_the_release_shapes():
     assert [shapes[f"output_projectors.{m}.out.weight"] for m in ("image", "audio", "video")] == [
         (768, 512), (512, 512), (1024, 512)]
     assert len([k for k in expected.adapter if ".lora_" in k]) == 32 * 4 * 2
+
+
+# ---------------------------------------------------------------------------------- the release's real files
+@pytest.mark.parametrize("name", ["tokenizer.model", "added_tokens.json", "tokenizer_config.json",
+                                  "special_tokens_map.json"])
+def test_a_release_missing_a_tokenizer_file_names_it_and_where_to_get_it(tmp_path, capsys, name):
+    """The release's tokenizer files as the original saved them (transformers 4.29.2), one of them gone."""
+    source = tmp_path / "nextgpt_7b_tiva_v0"
+    shutil.copytree(RELEASE_TOKENIZER, source)
+    torch.save({"llama_proj.weight": torch.zeros(2, 2, dtype=torch.float16)}, source / "pytorch_model.pt")
+    check_release_files(source)  # complete: no complaint
+    (source / name).unlink()
+    with pytest.raises(SystemExit) as failed:
+        cli.run("convert", main, [f"source={source}", f"output={tmp_path / 'out'}", "model=tiny"])
+    err = capsys.readouterr().err.strip()
+    assert failed.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"lacks {name} (" in err and "ChocoWu/nextgpt_7b_tiva_v0" in err and "parts=[nextgpt]" in err
+
+
+def test_a_tokenizer_folder_missing_a_file_is_one_line(tmp_path):
+    folder = write_tiny_llama_tokenizer(tmp_path / "tokenizer")
+    (folder / "tokenizer_config.json").unlink()
+    with pytest.raises(ConfigError, match=r"lacks tokenizer_config.json \(the tokenizer's settings\): .*nextmm "
+                                          "convert again") as error:
+        build_tokenizer({"tokenizer": str(folder)}, {"image": 4, "audio": 8, "video": 24})
+    assert "\n" not in str(error.value)
+
+
+def test_tensors_other_than_float16_are_kept_and_reported(tmp_path, caplog):
+    """The release is float16 (DeepSpeed fp16); a float32 copy converts as it is, with a warning saying so."""
+    write_release(tmp_path / "release", official_state(392, dtype=torch.float32))
+    output = convert_checkpoint(tmp_path / "release", tmp_path / "out", "tiny")
+    assert load_file(output / "projectors.safetensors")["input_projector.proj.weight"].dtype == torch.float32
+    assert "holds float32 tensors where the release's are float16: kept as they are" in caplog.text
+
+
+def test_non_float_tensors_are_refused(tmp_path):
+    state = official_state(392)
+    state["llama_proj.bias"] = torch.zeros(HIDDEN, dtype=torch.int64)
+    write_release(tmp_path / "release", state)
+    with pytest.raises(ConfigError, match=r"not floating point: llama_proj.bias \(torch.int64\)"):
+        convert_checkpoint(tmp_path / "release", tmp_path / "out", "tiny")
+
+
+class ZeroParamStatus(enum.Enum):
+    """Stands for DeepSpeed's attribute values (deepspeed.runtime.zero.partition_parameters.ZeroParamStatus)."""
+
+    NOT_AVAILABLE = 2
+
+
+def test_deepspeed_attributes_are_refused_with_the_documented_resave(tmp_path, monkeypatch):
+    """Parameters saved with DeepSpeed's attributes on them: weights_only refuses the file, the message gives the
+    one-line re-save, and after it the file converts. Nothing is loaded unsafely by nextmm."""
+    state = official_state(392)
+    for param in state.values():
+        param.ds_id, param.ds_status = 7, ZeroParamStatus.NOT_AVAILABLE
+    write_release(tmp_path / "release", state)
+    with pytest.raises(ConfigError) as error:
+        convert_checkpoint(tmp_path / "release", tmp_path / "out", "tiny")
+    message = str(error.value)
+    assert "\n" not in message and "ZeroParamStatus" in message and RESAVE in message
+    monkeypatch.chdir(tmp_path / "release")
+    exec(RESAVE.split('"')[1])  # the documented line, on the test's own file
+    output = convert_checkpoint(tmp_path / "release", tmp_path / "out", "tiny")
+    assert load_model_config(output).prompt_format == "nextgpt"
+
+
+def test_a_converted_release_reads_the_original_prompt_format(converted):
+    """The release's LoRA was tuned on the original's format, whatever model= gave the architecture."""
+    output, _, model = converted
+    assert load_model_config("tiny").prompt_format == "nextmm"
+    assert load_model_config(output).prompt_format == model.prompt_format == "nextgpt"

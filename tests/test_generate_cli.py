@@ -197,3 +197,17 @@ def test_a_bad_prompts_file_is_one_line_exit_2_and_nothing_written(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and message.format(dir=tmp_path) in err[0], err
     assert not out.exists()
+
+
+def test_the_nextgpt_demo_preset_gives_the_original_sampling():
+    """preset=nextgpt_demo: NExT-GPT-Lagacy/code/inference.py's temperature 0.4, top_p 1.0, 150 new tokens, 9 s of
+    audio, float16 where CUDA is; without it nextmm decodes greedily. A key on the command line still wins."""
+    from nextmm.cli.generate import turn_settings
+    from nextmm.cli.overrides import compose_config
+
+    cfg = compose_config("generate", ["preset=nextgpt_demo", "model=nextgpt_7b"])
+    assert (cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.audio_seconds, cfg.dtype) == (0.4, 1.0, 150, 9, "auto")
+    assert turn_settings(cfg)["temperature"] == 0.4
+    assert compose_config("generate", []).temperature == 0.0
+    assert compose_config("generate", ["preset=nextgpt_demo", "temperature=0.7"]).temperature == 0.7
+    assert compose_config("chat", ["preset=nextgpt_demo"]).max_new_tokens == 150

@@ -31,11 +31,18 @@ from nextmm.data.precomputed import (
 )
 from nextmm.data.records import PLACEHOLDER, Record, Source, read_source
 from nextmm.errors import ConfigError, MediaError
-from nextmm.inference.prompt import Media, Message, Segment, Text, prompt_segments
+from nextmm.inference.prompt import (
+    DEFAULT_PROMPT_FORMAT,
+    Media,
+    Message,
+    Segment,
+    check_prompt_format,
+    encode_segments,
+    prompt_segments,
+)
 from nextmm.modality import MODALITIES, signal_tokens
+from nextmm.parts.llm import added_tokens
 from nextmm.parts.preprocess import load_media
-
-MEDIA_TOKENS = 3  # <Img> [media] </Img>
 
 
 def around_outputs(text: str) -> tuple[list[str], list[str]]:
@@ -121,9 +128,12 @@ class ConversationDataset(Dataset):
         features: Precomputed | None = None,
         media_root: Path | None = None,
         decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
+        prompt_format: str = DEFAULT_PROMPT_FORMAT,
     ):
         self.records = list(records)
         self.tokenizer = tokenizer
+        self.prompt_format = check_prompt_format(prompt_format)  # the model's: nextmm.inference.prompt
+        self.added = added_tokens(signal_counts)
         self.signals = {m: "".join(signal_tokens(m, signal_counts[m])) for m in MODALITIES}
         self.max_length = max_length
         self.targets = targets
@@ -152,7 +162,8 @@ class ConversationDataset(Dataset):
         texts = [self.with_signals(t.text) for t in record.turns]
         messages = [Message(t.role, text, [Media(r.modality, torch.empty(0)) for r in t.inputs])
                     for t, text in zip(record.turns, texts)]
-        num_tokens = self._count_tokens(prompt_segments(messages, train_answers=True))
+        segments = prompt_segments(messages, train_answers=True, prompt_format=self.prompt_format)
+        num_tokens = len(encode_segments(self.tokenizer, segments, self.prompt_format, self.added)[0])
         if num_tokens > self.max_length:
             raise BadSample(f"too long: {num_tokens} tokens > data.max_length={self.max_length}")
 
@@ -167,7 +178,8 @@ class ConversationDataset(Dataset):
             if ref.modality in self.decoder_media and ref.path is not None:
                 output.media = load_decoder_media(self.decoder_media[ref.modality], ref.path)
             outputs.append(output)
-        return Example(prompt_segments(messages, train_answers=True), outputs, num_tokens)
+        return Example(prompt_segments(messages, train_answers=True, prompt_format=self.prompt_format), outputs,
+                       num_tokens)
 
     def _input_medium(self, modality: str, path: Path) -> Media:
         """ImageBind's input for the medium, or its precomputed ImageBind vector."""
@@ -183,16 +195,6 @@ class ConversationDataset(Dataset):
         """The text with each output placeholder replaced by its signal run, spaced as ``around_outputs`` says."""
         pieces, outputs = around_outputs(text)
         return pieces[0] + "".join(self.signals[m] + piece for m, piece in zip(outputs, pieces[1:]))
-
-    def _count_tokens(self, segments: Sequence[Segment]) -> int:
-        """Exactly what NextMM.embed_segments will make of these segments: BOS, text tokens, 3 per medium."""
-        count = 1
-        for segment in segments:
-            if isinstance(segment, Text):
-                count += len(self.tokenizer(segment.text, add_special_tokens=False).input_ids)
-            else:
-                count += MEDIA_TOKENS
-        return count
 
     def output_captions(self) -> set[tuple[str, str]]:
         """Every (modality, caption) an answer produces: what precomputed targets must cover."""
@@ -244,6 +246,7 @@ def build_dataset(
     features: str | Path | None = None,
     encoder_cfg: Mapping | None = None,
     decoder_media: Mapping[str, DecoderMediaSpec] | None = None,
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
 ) -> ConversationDataset:
     """The dataset of a data config (nextmm/conf/data/<name>.yaml, plus the stage's ``data.max_length``).
 
@@ -267,6 +270,7 @@ def build_dataset(
         features=feature_store,
         media_root=resolve_path(data_cfg.get("root") or "."),
         decoder_media=decoder_media,
+        prompt_format=prompt_format,
     )
     if target_store is not None:
         _check_covered(target_store, dataset.output_captions(), "output captions", "target", targets)

@@ -209,7 +209,8 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
 
     # 1. encode
     start = time.perf_counter()
-    batch = model.embed_segments([prompt_segments(messages) for messages in conversations])
+    batch = model.embed_segments([prompt_segments(messages, prompt_format=model.prompt_format)
+                                  for messages in conversations])
     prompt_lengths = batch.attention_mask.sum(dim=1).tolist()
     inputs_embeds, attention_mask = _left_padded(batch.inputs_embeds, batch.attention_mask)  # (B, T, H), (B, T)
     max_new_tokens = _token_budget(model, inputs_embeds.shape[1], settings.max_new_tokens)

@@ -53,6 +53,26 @@ def character_tokenizer(size: int | None = None) -> LlamaTokenizer:
     return LlamaTokenizer(vocab=vocab, merges=[], add_prefix_space=True)
 
 
+# A tokenizer folder as transformers 4.x's slow LlamaTokenizer saves it (Vicuna's, the official release's), what each
+# file holds; a folder with tokenizer.json (a fast tokenizer's, as nextmm convert writes) needs that and its config.
+SLOW_TOKENIZER_FILES = {
+    "tokenizer.model": "the sentencepiece vocabulary",
+    "added_tokens.json": "the added tokens and their ids",
+    "tokenizer_config.json": "the tokenizer's settings",
+    "special_tokens_map.json": "<s>, </s>, <unk>",
+}
+FAST_TOKENIZER_FILES = {"tokenizer.json": "the whole tokenizer", "tokenizer_config.json": "the tokenizer's settings"}
+
+
+def missing_tokenizer_files(folder: Path, *, added: bool = True) -> list[str]:
+    """The files a tokenizer folder lacks, each as "name (what it holds)". ``added=False``: a base tokenizer
+    (Vicuna's), whose slow save has no added_tokens.json."""
+    wanted = FAST_TOKENIZER_FILES if (folder / "tokenizer.json").is_file() else dict(SLOW_TOKENIZER_FILES)
+    if not added:
+        wanted.pop("added_tokens.json", None)
+    return [f"{name} ({what})" for name, what in wanted.items() if not (folder / name).is_file()]
+
+
 def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTrainedTokenizerBase:
     """The LLM tokenizer (from ``cfg.tokenizer`` folder, or offline characters) plus nextmm's tokens."""
     path = resolve_path(cfg.get("tokenizer"))
@@ -61,6 +81,13 @@ def build_tokenizer(cfg: Mapping, signal_counts: Mapping[str, int]) -> PreTraine
             raise ConfigError(
                 f"tokenizer folder not found: {path} (expected a transformers tokenizer folder with "
                 "tokenizer.model or tokenizer.json; see the README's 'real weights' section)"
+            )
+        missing = missing_tokenizer_files(Path(path), added=False)
+        if missing:
+            raise ConfigError(
+                f"tokenizer folder {path} lacks {', '.join(missing)}: for a converted release run python -m nextmm "
+                "convert again; for Vicuna copy the files from the folder FastChat's apply_delta wrote "
+                "(docs/real_weights.md#vicuna-7b-v0)"
             )
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:

@@ -29,6 +29,7 @@ def dataset_for(cfg: DictConfig, model):
     denoise = cfg.loss.denoising_weight > 0
     return build_dataset(
         cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+        prompt_format=model.prompt_format,
         pairs="generation", pair_prompt=cfg.pair_prompt,
         targets=cfg.targets, decoders_cfg=model.config.decoders,
         features=cfg.get("features"), encoder_cfg=model.config.encoder,  # modality switching's input media

@@ -25,6 +25,7 @@ def dataset_for(cfg: DictConfig, model):
     """Each pair asks about its medium; the caption is the answer."""
     return build_dataset(
         cfg.data, tokenizer=model.tokenizer, signal_counts=model.config.signal_tokens,
+        prompt_format=model.prompt_format,
         pairs="comprehension", pair_prompt=cfg.pair_prompt, features=cfg.features, encoder_cfg=model.config.encoder,
     )
 

@@ -39,7 +39,7 @@ from nextmm.atomic import staged_folder
 from nextmm.config import load_model_config
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.parts.llm import added_tokens, build_llm
+from nextmm.parts.llm import added_tokens, build_llm, missing_tokenizer_files
 from nextmm.parts.projectors import InputProjector, build_output_projectors
 from nextmm.weights.safe import read_plain_tensors
 from nextmm.weights.trained import (
@@ -67,6 +67,13 @@ EMBEDDING_KEYS = {
                             "llama_model.model.embed_tokens.weight"),
     "lm_head.weight": ("llama_model.base_model.model.lm_head.weight", "llama_model.lm_head.weight"),
 }
+RELEASE = ("the release (python -m nextmm download parts=[nextgpt], or every file of the Hub repo "
+           "ChocoWu/nextgpt_7b_tiva_v0)")
+RELEASE_DTYPE = torch.float16  # the original trained with DeepSpeed fp16 (code/dsconfig/stage_3.json)
+# One line that re-saves a pytorch_model.pt whose Parameters carry objects besides tensors (DeepSpeed can leave its
+# attributes on them) as plain tensors. It unpickles the file: only for a file you trust, where its packages import.
+RESAVE = ("python -c \"import torch; p = 'pytorch_model.pt'; s = torch.load(p, map_location='cpu', "
+          "weights_only=False); torch.save({k: v.detach().clone() for k, v in s.items()}, p)\"")
 LORA_KEY = re.compile(r"^llama_model\.(?P<module>base_model\.model\..+)\.(?P<ab>lora_[AB])(?:\.default)?\.weight$")
 
 
@@ -92,21 +99,48 @@ class Expected:
 # ---------------------------------------------------------------------------------------------- reading
 def load_official(source: str | Path) -> dict[str, torch.Tensor]:
     """``source/pytorch_model.pt`` as a dict of tensors, through torch's weights-only unpickler."""
-    path = Path(source) / OFFICIAL_FILE
-    if not path.is_file():
-        raise ConfigError(f"official checkpoint not found: {path} (download it with python -m nextmm download "
-                          "parts=[nextgpt], or give source=<folder with pytorch_model.pt and the tokenizer files>)")
-    state = read_plain_tensors(path)
+    path = official_file(source)
+    advice = (f"if it holds objects besides tensors (DeepSpeed can leave attributes on saved Parameters), re-save it "
+              f"as plain tensors in {path.parent}, trusting the file: {RESAVE} (docs/real_weights.md#converting-the-"
+              "official-checkpoint)")
+    state = read_plain_tensors(path, advice=advice)
     if not isinstance(state, Mapping):
         raise ConfigError(f"{path} holds a {type(state).__name__}, not a dict of tensors")
     odd = sorted(str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor))
     if odd:
         raise ConfigError(f"{path} holds entries that are not tensors: {', '.join(odd[:5])}")
+    not_float = sorted(k for k, v in state.items() if not v.is_floating_point())
+    if not_float:
+        raise ConfigError(f"{path} holds tensors that are not floating point: {', '.join(not_float[:5])} "
+                          f"({state[not_float[0]].dtype}): not the NExT-GPT release, whose tensors are float16")
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state.values()})
+    if dtypes != [str(RELEASE_DTYPE).removeprefix("torch.")]:
+        # accepted: the converted files keep these values, and loading casts them to the model's dtype
+        log.warning("%s holds %s tensors where the release's are float16: kept as they are; loading casts them to "
+                    "the model's dtype", path, " and ".join(dtypes))
     return dict(state)
+
+
+def official_file(source: str | Path) -> Path:
+    path = Path(source) / OFFICIAL_FILE
+    if not path.is_file():
+        raise ConfigError(f"official checkpoint not found: {path} (download it with python -m nextmm download "
+                          "parts=[nextgpt], or give source=<folder with pytorch_model.pt and the tokenizer files>)")
+    return path
+
+
+def check_release_files(source: Path) -> None:
+    """The tokenizer files the original's stage 3 saves beside pytorch_model.pt (transformers 4.29's slow
+    LlamaTokenizer.save_pretrained): tokenizer.model, added_tokens.json, tokenizer_config.json,
+    special_tokens_map.json; or a tokenizer.json and tokenizer_config.json where a newer transformers re-saved it."""
+    missing = missing_tokenizer_files(source)
+    if missing:
+        raise ConfigError(f"{source} lacks {', '.join(missing)}: put every file of {RELEASE} into {source}")
 
 
 def load_official_tokenizer(source: str | Path, signal_counts: Mapping[str, int]) -> PreTrainedTokenizerBase:
     """The release's tokenizer; it must already hold nextmm's tokens (their ids are the checkpoint's rows)."""
+    check_release_files(Path(source))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
     except Exception as error:
@@ -195,6 +229,8 @@ def convert_checkpoint(
         raise ConfigError(f"output {output} already exists: remove it or pass overwrite=true")
     cfg = model if isinstance(model, DictConfig) else load_model_config(model, overrides)
     counts = cfg.signal_tokens
+    official_file(source)
+    check_release_files(source)  # before the 7B file is read: a missing small file fails in a second
     official = load_official(source)
     tokenizer = load_official_tokenizer(source, counts)
     token_ids = tokenizer.convert_tokens_to_ids(added_tokens(counts))
@@ -202,6 +238,7 @@ def convert_checkpoint(
     parts = convert_state(official, expected, token_ids, str(source / OFFICIAL_FILE))
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("trained", None)
+    config["prompt_format"] = "nextgpt"  # the release's LoRA was tuned on the original's format, whatever model= is
     config["llm"]["tokenizer"] = str(output / TOKENIZER_DIR)
     write_trained_parts(parts, expected.peft_config, tokenizer, OmegaConf.create(config), output)
     log.info("converted %s (%d tensors) into %s", source, len(official), output)

@@ -27,13 +27,14 @@ def not_safetensors(path: str | Path, error: BaseException) -> str:
             "refuses it; write it again with nextmm or download it again")
 
 
-def read_plain_tensors(path: str | Path):
-    """What ``torch.save`` wrote, through torch's weights-only unpickler: tensors, dicts, lists, numbers."""
+def read_plain_tensors(path: str | Path, *, advice: str = "give a state dict of tensors"):
+    """What ``torch.save`` wrote, through torch's weights-only unpickler: tensors, dicts, lists, numbers. A refusal
+    is one ConfigError line ending with ``advice``; nothing is ever loaded another way."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler's refusals, zip and torch errors alike
         raise ConfigError(f"{path} cannot be read as plain tensors ({refusal(error)}); nextmm never unpickles code: "
-                          "give a state dict of tensors") from None
+                          f"{advice}") from None
 
 
 def refusal(error: BaseException) -> str:
