@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from nextmm.benchmark.datasets import Item, load_items, pick
 from nextmm.benchmark.features import frames_batch, image_batch, waveform_batch
 from nextmm.benchmark.metrics import CAPTION_METRICS, NETWORK, GenerationScores, caption_scores, java_missing
-from nextmm.errors import ConfigError
+from nextmm.errors import ConfigError, UserError
 from nextmm.modality import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,18 @@ def write(output: Path, name: str, entry: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+def _instantiate(features: DictConfig, key: str):
+    """``features.<key>`` built by Hydra; its own one-line errors (missing weights) pass through unwrapped."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(features[key])
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise ConfigError(f"features.{key}: {str(error).strip().splitlines()[0]}") from None
+
+
 def main(cfg: DictConfig) -> None:
     from nextmm.cli.generate import resolve_device, resolve_dtype
     from nextmm.model import NextMM
@@ -218,7 +230,7 @@ def main(cfg: DictConfig) -> None:
     networks = {}
     if task.kind == "text_to_x":
         for key in dict.fromkeys(NETWORK[m] for m in task.metrics):
-            networks[key] = hydra.utils.instantiate(cfg.features[key])
+            networks[key] = _instantiate(cfg.features, key)
             if isinstance(networks[key], torch.nn.Module):
                 networks[key] = networks[key].to(device).eval()
 
