@@ -109,7 +109,7 @@ def test_every_shipped_task_loads_with_a_pinned_protocol():
     assert set(task_names()) == set(TASKS)
     for name in TASKS:
         task = load_task(name)
-        assert task.seed == 0 and "{caption}" in task.prompt or task.kind == "x_to_text", name
+        assert task.seed == 0 and ("{caption}" in task.prompt or task.kind == "x_to_text"), name
         assert set(task.paper) == set(task.metrics), name  # a paper cell for every metric measured
 
 
