@@ -32,6 +32,7 @@ COMMANDS = {
     "serve": Command("nextmm.cli.serve", "serve", "a web page and an OpenAI-style HTTP API on one loaded model"),
     "inspect": Command("nextmm.cli.inspect", "inspect", "a model's parts, sizes and what is missing"),
     "eval": Command("nextmm.toyworld.eval", "eval", "the toyworld evaluation (captioning, switching, people's words)"),
+    "benchmark": Command("nextmm.benchmark.run", "benchmark", "the paper's tables: one task's metrics on its data set"),
     "download": Command("nextmm.weights.download", "download", "fetch the real weights a model config needs"),
     "convert": Command("nextmm.weights.convert", "convert", "the official NExT-GPT checkpoint to nextmm's format"),
     "precompute": Command("nextmm.data.precompute", "precompute", "the frozen encoder's features or the decoders' targets"),
