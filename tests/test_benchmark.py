@@ -12,9 +12,9 @@ from fixtures.benchmark import (
     write_coco,
     write_msrvtt,
 )
+from fixtures.commands import run_command
 from torch import nn
 
-from nextmm import cli
 from nextmm.benchmark import metrics
 from nextmm.benchmark.datasets import load_items, pick
 from nextmm.benchmark.features import clip
@@ -44,10 +44,7 @@ def sets(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.run("benchmark", main, argv)
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
+    return run_command("benchmark", main, argv, capsys)
 
 
 def tiny_argv(sets, task, output):

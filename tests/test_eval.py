@@ -4,9 +4,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fixtures.commands import run_command
 from PIL import Image
 
-from nextmm import cli
 from nextmm.modality import MODALITIES
 from nextmm.toyworld import CONCEPT_NAMES, concept_of, wordings
 from nextmm.toyworld.build import build, plan
@@ -47,10 +47,7 @@ def eval_set(world):
 
 
 def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.run("eval", main, argv)
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
+    return run_command("eval", main, argv, capsys)
 
 
 # ------------------------------------------------------------------------------------------- the command

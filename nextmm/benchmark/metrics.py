@@ -12,7 +12,9 @@ and Spice; SPIDEr is the mean of CIDEr-D and SPICE. The tokenizer, METEOR and SP
 
 from __future__ import annotations
 
+import math
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,7 +41,10 @@ def build_metric(name: str, settings: Mapping, networks: Mapping[str, object]):
     if name == "fd":
         return FrechetInceptionDistance(feature=AudioView(networks["audio"], "embedding"))
     if name == "inception_score":
-        return InceptionScore(feature=AudioView(networks["audio"], "logits"), splits=int(settings.get("splits", 10)))
+        with warnings.catch_warnings():  # torchmetrics' note that IS keeps every item's logits: the protocol's few
+            warnings.filterwarnings("ignore", message="Metric `InceptionScore` will save all extracted features")
+            return InceptionScore(feature=AudioView(networks["audio"], "logits"),
+                                  splits=int(settings.get("splits", 10)))
     if name in ("clip_score", "clipsim"):
         return CLIPScore(model_name_or_path=networks["clip"])
     raise ConfigError(f"unknown generation metric {name!r}: choose from {', '.join(NETWORK)}")
@@ -65,12 +70,15 @@ class GenerationScores:
             else:  # CLIP: every picture or frame against the caption
                 metric.update(generated, [caption] * len(generated))
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> dict[str, float | None]:
         scores = {}
         for name, metric in self.metrics.items():
-            value = metric.compute()
+            with warnings.catch_warnings():  # one split has no spread: its std is reported as None
+                warnings.filterwarnings("ignore", message=r"std\(\): degrees of freedom")
+                value = metric.compute()
             if name == "inception_score":
-                scores[name], scores[f"{name}_std"] = float(value[0]), float(value[1])
+                spread = float(value[1])
+                scores[name], scores[f"{name}_std"] = float(value[0]), None if math.isnan(spread) else spread
             else:
                 scores[name] = float(value) / (100 if name == "clipsim" else 1)
         return scores
