@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -125,6 +126,7 @@ def run(
     codes: list[int] = []
     given_dir = value_text(overrides, "output_dir")
     existed = given_dir not in (None, "null") and Path(given_dir).exists()
+    new_folders = _new_folders(given_dir, multirun)
 
     def job(cfg: DictConfig) -> None:
         cfg = apart.apply(cfg)
@@ -134,6 +136,9 @@ def run(
         def undo() -> None:
             if _is_run(cfg) and not existed:
                 _undo_run_folder(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+                for folder in new_folders:  # and the folders above it that were made for it, when empty
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
 
         try:
             codes.append(task(cfg) or 0)
@@ -168,6 +173,19 @@ def check_common_keys(cfg: DictConfig) -> None:
     rules = {"seed": (whole(0), "a whole number >= 0"), "num_workers": workers, "workers": workers,
              "quiet": (flag, "true or false"), "overwrite": (flag, "true or false")}
     check({key: cfg[key] for key in rules if key in cfg}, rules)
+
+
+def _new_folders(output_dir: str | None, multirun: bool) -> list[Path]:
+    """The folders a run's folder will add to the disk above it (itself included when given), innermost first;
+    known before Hydra makes them, so that a run that leaves nothing removes them again."""
+    if output_dir in (None, "null"):  # Hydra's outputs/<date>/<time>-<hex>: the run folder itself is always new
+        path = Path("multirun" if multirun else "outputs", time.strftime("%Y-%m-%d"))
+    elif "${" in output_dir:
+        return []
+    else:
+        path = Path(output_dir)
+    path = path.absolute()
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
 
 
 def _undo_run_folder(folder: Path, job: str) -> None:
