@@ -24,7 +24,9 @@ from peft import PeftModel
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nextmm.checks import resolve_device, resolve_dtype
 from nextmm.config import load_model_config, resolve_path
+from nextmm.errors import ConfigError
 from nextmm.inference.prompt import Media, Segment, Text
 from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MEDIA_END, MEDIA_START, MODALITIES, signal_tokens
@@ -100,6 +102,11 @@ class NextMM(nn.Module):
             from nextmm import DEFAULT_MODEL
 
             config = DEFAULT_MODEL
+        if not isinstance(config, (str, Path, DictConfig)):
+            raise ConfigError(f"model config {config!r}: give a name such as 'tiny', a checkpoint folder, or a "
+                              "DictConfig")
+        device = resolve_device(device)  # a bad name or a missing CUDA device fails before anything is built
+        dtype = resolve_dtype(dtype, device)
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
         if not empty:
             check_weights(cfg, trained=load_trained)  # one message naming every missing weights path

@@ -56,6 +56,9 @@ def hydra_overrides(config_name: str, cfg: DictConfig, overrides: Sequence[str],
         # a training run keeps .hydra/ and its log file; a turn's folder (generate, chat) holds the turn only
         settings["hydra/job_logging"] = "nextmm" if cfg.hydra.output_subdir is not None else "nextmm_console"
         output_dir = value_text(overrides, "output_dir")
+        if output_dir is not None and output_dir.strip("'\" ") == "":
+            raise ConfigError("output_dir is empty: give a folder, or leave output_dir out for a new one under "
+                              "outputs/")
         if output_dir not in (None, "null"):
             if multirun and not is_sweep(f"output_dir={output_dir}") and "${" not in output_dir:
                 raise ConfigError(
@@ -112,6 +115,7 @@ def run(
         flags, overrides = split_argv(argv)
         multirun = any(flag in MULTIRUN_FLAGS for flag in flags)
         task_overrides = [o for o in overrides if not is_hydra_override(o)]
+        check_added_or_removed(config_name, task_overrides)
         apart = take_apart(task_overrides)
         if apart.path is not None and any(is_sweep(o) for o in apart.model_overrides):
             raise ConfigError("model.* keys of a checkpoint folder cannot be swept; sweep model=<folder>,<folder>")
@@ -165,6 +169,22 @@ def run(
     finally:
         sys.argv = saved
     sys.exit(max(codes, default=0))
+
+
+def check_added_or_removed(config_name: str, overrides: Sequence[str]) -> None:
+    """``+key=`` adds a key and ``~key`` removes one: neither is right for a command's own (top-level) keys, which
+    its config lists: an added one is read by nothing (a typo, silently ignored), a removed one is needed."""
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if override.startswith("~") and "." not in key:
+            raise ConfigError(f"bad override: {override} removes a key this command reads: set it instead ({key}=...)")
+    added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
+    if added:
+        known = compose_config(config_name, []).keys()
+        for override in added:
+            if override.lstrip("+").partition("=")[0] not in known:
+                raise ConfigError(f"bad override: {override} adds a key this command does not read (see --help for "
+                                  "the keys)")
 
 
 def check_common_keys(cfg: DictConfig) -> None:
