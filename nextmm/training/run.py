@@ -102,8 +102,6 @@ def check_run_settings(cfg: DictConfig) -> None:
         "optimizer.total_steps": (whole(1), "a whole number of steps >= 1, or null for train.max_steps"),
         "data.max_bad_share": (lambda v: number(v) and 0 <= v <= 1, "a share from 0 to 1"),
         "data.bad_check_after": (whole(0), "a whole number of samples >= 0"),
-        "ema.decay": (lambda v: number(v) and 0 < v <= 1, "a decay in (0, 1], or null for none"),
-        "ema.start": (whole(0), "a whole number of steps >= 0"),
     }
     check({key: OmegaConf.select(cfg, key, default=None) for key in rules}, rules)
     for key in ("init_from", "features", "targets"):  # folders a run reads, there before anything is built
