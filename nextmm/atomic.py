@@ -49,6 +49,15 @@ def staged_file(target: str | Path) -> Iterator[Path]:
         raise
 
 
+def disk_full(path: str | Path, margin: int = 1 << 20) -> bool:
+    """Whether the filesystem holding ``path`` has less than ``margin`` bytes left for this process: asked after a
+    library failed to write there, since libraries report a full disk in their own words (libsndfile's "System
+    error.", ffmpeg's broken pipe)."""
+    stats = os.statvfs(path)
+    free = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail  # root may write the reserved blocks too
+    return free * stats.f_frsize < margin
+
+
 def replace_dir(source: Path, target: Path) -> None:
     """Move ``source`` to ``target``, replacing it; the swap is two renames on one filesystem."""
     old = None

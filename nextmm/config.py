@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextmm.errors import ConfigError
 
+MODEL_KEYS = ("encoder", "llm", "decoders")  # what every model config has: a saved one without them is not one
+
 
 def conf_dir() -> Path:
     """The config folder, nextmm/conf/ (the package nextmm.conf, which Hydra reads as pkg://nextmm.conf)."""
@@ -34,7 +36,16 @@ def load_model_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -
     if path.is_dir() and (path / "config.yaml").is_file():
         path = path / "config.yaml"
     if path.suffix in (".yaml", ".yml") and path.is_file():
-        cfg = OmegaConf.load(path)
+        try:
+            cfg = OmegaConf.load(path)
+        except Exception as error:  # noqa: BLE001 (YAML's and OmegaConf's many error types: the file is the user's)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"{path} is not a readable model config ({first}): give the config.yaml nextmm "
+                              "wrote") from None
+        missing = [key for key in MODEL_KEYS if not (isinstance(cfg, DictConfig) and key in cfg)]
+        if missing:
+            raise ConfigError(f"{path} does not describe a model (no {', '.join(missing)}): give the config.yaml "
+                              "nextmm wrote")
         if path.name == "config.yaml" and (path.parent / "projectors.safetensors").is_file():
             # A folder of trained parts: load them, with the tokenizer saved beside them.
             cfg.trained = str(path.parent)

@@ -24,8 +24,9 @@ from peft import PeftModel
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from nextmm.checks import resolve_device, resolve_dtype
 from nextmm.config import load_model_config, resolve_path
-from nextmm.errors import UserError
+from nextmm.errors import ConfigError, UserError
 from nextmm.inference.prompt import (
     DEFAULT_PROMPT_FORMAT,
     IGNORE_INDEX,
@@ -111,6 +112,11 @@ class NextMM(nn.Module):
             from nextmm import DEFAULT_MODEL
 
             config = DEFAULT_MODEL
+        if not isinstance(config, (str, Path, DictConfig)):
+            raise ConfigError(f"model config {config!r}: give a name such as 'tiny', a checkpoint folder, or a "
+                              "DictConfig")
+        device = resolve_device(device)  # a bad name or a missing CUDA device fails before anything is built
+        dtype = resolve_dtype(dtype, device)
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
         if not empty:
             check_weights(cfg, trained=load_trained)  # one message naming every missing weights path

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +56,9 @@ def hydra_overrides(config_name: str, cfg: DictConfig, overrides: Sequence[str],
         # a training run keeps .hydra/ and its log file; a turn's folder (generate, chat) holds the turn only
         settings["hydra/job_logging"] = "nextmm" if cfg.hydra.output_subdir is not None else "nextmm_console"
         output_dir = value_text(overrides, "output_dir")
+        if output_dir is not None and output_dir.strip("'\" ") == "":
+            raise ConfigError("output_dir is empty: give a folder, or leave output_dir out for a new one under "
+                              "outputs/")
         if output_dir not in (None, "null"):
             if multirun and not is_sweep(f"output_dir={output_dir}") and "${" not in output_dir:
                 raise ConfigError(
@@ -111,6 +115,7 @@ def run(
         flags, overrides = split_argv(argv)
         multirun = any(flag in MULTIRUN_FLAGS for flag in flags)
         task_overrides = [o for o in overrides if not is_hydra_override(o)]
+        check_added_or_removed(config_name, task_overrides)
         apart = take_apart(task_overrides)
         if apart.path is not None and any(is_sweep(o) for o in apart.model_overrides):
             raise ConfigError("model.* keys of a checkpoint folder cannot be swept; sweep model=<folder>,<folder>")
@@ -125,6 +130,7 @@ def run(
     codes: list[int] = []
     given_dir = value_text(overrides, "output_dir")
     existed = given_dir not in (None, "null") and Path(given_dir).exists()
+    new_folders = _new_folders(given_dir, multirun)
 
     def job(cfg: DictConfig) -> None:
         cfg = apart.apply(cfg)
@@ -134,6 +140,9 @@ def run(
         def undo() -> None:
             if _is_run(cfg) and not existed:
                 _undo_run_folder(Path(HydraConfig.get().runtime.output_dir), HydraConfig.get().job.name)
+                for folder in new_folders:  # and the folders above it that were made for it, when empty
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
 
         try:
             codes.append(task(cfg) or 0)
@@ -162,12 +171,41 @@ def run(
     sys.exit(max(codes, default=0))
 
 
+def check_added_or_removed(config_name: str, overrides: Sequence[str]) -> None:
+    """``+key=`` adds a key and ``~key`` removes one: neither is right for a command's own (top-level) keys, which
+    its config lists: an added one is read by nothing (a typo, silently ignored), a removed one is needed."""
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if override.startswith("~") and "." not in key:
+            raise ConfigError(f"bad override: {override} removes a key this command reads: set it instead ({key}=...)")
+    added = [o for o in overrides if o.startswith("+") and "." not in o.lstrip("+").partition("=")[0]]
+    if added:
+        known = compose_config(config_name, []).keys()
+        for override in added:
+            if override.lstrip("+").partition("=")[0] not in known:
+                raise ConfigError(f"bad override: {override} adds a key this command does not read (see --help for "
+                                  "the keys)")
+
+
 def check_common_keys(cfg: DictConfig) -> None:
     """Keys many commands share, checked for every command before it runs (a command checks its own keys)."""
     workers = (whole(0), "a whole number of worker processes >= 0")
     rules = {"seed": (whole(0), "a whole number >= 0"), "num_workers": workers, "workers": workers,
              "quiet": (flag, "true or false"), "overwrite": (flag, "true or false")}
     check({key: cfg[key] for key in rules if key in cfg}, rules)
+
+
+def _new_folders(output_dir: str | None, multirun: bool) -> list[Path]:
+    """The folders a run's folder will add to the disk above it (itself included when given), innermost first;
+    known before Hydra makes them, so that a run that leaves nothing removes them again."""
+    if output_dir in (None, "null"):  # Hydra's outputs/<date>/<time>-<hex>: the run folder itself is always new
+        path = Path("multirun" if multirun else "outputs", time.strftime("%Y-%m-%d"))
+    elif "${" in output_dir:
+        return []
+    else:
+        path = Path(output_dir)
+    path = path.absolute()
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
 
 
 def _undo_run_folder(folder: Path, job: str) -> None:

@@ -7,16 +7,15 @@ and nothing is written.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from nextmm.checks import check, flag, whole
-from nextmm.errors import ConfigError, UserError
 from nextmm.atomic import staged_folder
+from nextmm.checks import check, flag, resolve_device, resolve_dtype, whole  # noqa: F401 (commands import these)
+from nextmm.errors import ConfigError, UserError
 from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns, to_media
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.inference.prompt import Message
@@ -27,27 +26,6 @@ from nextmm.parts.llm import build_tokenizer, context_length
 
 SETTINGS = ("max_new_tokens", "temperature", "top_p", "num_inference_steps", "guidance_scale", "height", "width",
             "num_frames", "audio_seconds", "seed", "keep_claims")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(name)):
-        raise ConfigError(f"device={name}: give auto, cpu, cuda, cuda:<n> or mps")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA device is available: use device=cpu or device=auto")
-    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s), from cuda:0")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if name not in dtypes:
-        raise ConfigError(f"unknown dtype {name!r}: use auto, {', '.join(dtypes)}")
-    return dtypes[name]
 
 
 def as_list(value) -> list:

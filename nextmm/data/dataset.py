@@ -206,6 +206,15 @@ class ConversationDataset(Dataset):
                 for r in self.records for t in r.turns for ref in t.inputs}
 
 
+def check_sources(data_cfg: Mapping) -> None:
+    """Every source's annotation file is there: checked before a model is built (reading them comes later)."""
+    root = resolve_path(data_cfg.get("root") or ".")
+    for spec in data_cfg.get("sources") or ():
+        path = root / spec["annotations"]
+        if not path.is_file():
+            raise ConfigError(f"annotation file not found: {path} (check data.root and the data config's sources)")
+
+
 def read_sources(data_cfg: Mapping, *, pairs: str, pair_prompt: str) -> list[Record]:
     """All records of a data config's ``sources``; paths are relative to ``data.root``, media names to their
     source's ``media`` folder (one, or one per modality; ``data.root`` where none is given). A source's

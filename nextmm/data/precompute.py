@@ -24,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from nextmm.checks import check, resolve_device, whole
 from nextmm.config import resolve_path
-from nextmm.data.dataset import read_sources
+from nextmm.data.dataset import check_sources, read_sources
 from nextmm.data.precomputed import (
     KINDS,
     decoder_fingerprints,
@@ -126,7 +127,12 @@ def main(cfg: DictConfig) -> None:
                           "or features (ImageBind vectors of input media)")
     if OmegaConf.is_missing(cfg, "output"):
         raise ConfigError(f"set output=<folder> for the {cfg.kind} (then pass {cfg.kind}=<folder> to a stage)")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    rows = (whole(1), "a whole number >= 1")
+    check({"batch_size": cfg.batch_size, "shard_size": cfg.shard_size}, {"batch_size": rows, "shard_size": rows})
+    if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
+        raise ConfigError(f"output={cfg.output} is a file: give a folder for the {cfg.kind}")
+    device = resolve_device(cfg.device)
+    check_sources(cfg.data)
     if cfg.kind == "targets":
         captions = output_captions(cfg.data)
         if not captions:

@@ -403,6 +403,8 @@ class Conversation:
 
     def say(self, prompt: str, *, images=(), audios=(), videos=(), **settings) -> Turn:
         """Add a user message and answer it; ``settings`` override this conversation's for this turn."""
+        if not isinstance(prompt, str):
+            raise UserError(f"prompt={prompt!r} is a {type(prompt).__name__}: give the prompt as text (a str)")
         media = [to_media(m, item) for m, items in (("image", images), ("audio", audios), ("video", videos))
                  for item in ([items] if isinstance(items, (str, Path, Image.Image)) else items)]
         if not prompt.strip() and not media:

@@ -6,8 +6,10 @@ interrupted run or a full disk leaves the complete turn or nothing, never two tu
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -18,7 +20,7 @@ import numpy as np
 import soundfile
 from moviepy import AudioFileClip, ImageSequenceClip
 
-from nextmm.atomic import staged_folder
+from nextmm.atomic import disk_full, staged_folder
 from nextmm.errors import UserError
 from nextmm.inference.conversation import Turn
 
@@ -44,31 +46,45 @@ def write_turn(turn: Turn, output_dir: str | Path, *, prompt: str, model: str, s
     output_dir = Path(output_dir)
     written: list[dict] = []
     with staged_folder(output_dir) as staging:
-        for modality, index in turn.outputs:
-            path = media_path(staging, modality, index)
-            item = turn.media(modality)[index]
-            if modality == "image":
-                item.save(path, format="PNG")
-            elif modality == "audio":
-                soundfile.write(path, item, turn.sample_rate, format="WAV", subtype="PCM_16")
-            else:
-                soundtrack = staging / "audio_0.wav" if turn.audios else None
-                if soundtrack is not None and not soundtrack.exists():
-                    soundfile.write(soundtrack, turn.audios[0], turn.sample_rate, format="WAV", subtype="PCM_16")
-                write_video(path, item, turn.fps, soundtrack)
-            written.append({"modality": modality, "path": path.name})
-        timings_s = {**(turn.timings_s if timings_s is None else timings_s), "write": time.perf_counter() - start}
-        result = {
-            "prompt": prompt,
-            "text": turn.text,
-            "outputs": written,
-            "model": model,
-            "seed": seed,
-            "settings": turn.settings,
-            "timings_s": {k: round(v, 4) for k, v in timings_s.items()},
-        }
-        (staging / RESULT_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            _write_files(turn, staging, written)
+            timings_s = {**(turn.timings_s if timings_s is None else timings_s), "write": time.perf_counter() - start}
+            result = {
+                "prompt": prompt,
+                "text": turn.text,
+                "outputs": written,
+                "model": model,
+                "seed": seed,
+                "settings": turn.settings,
+                "timings_s": {k: round(v, 4) for k, v in timings_s.items()},
+            }
+            text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+            (staging / RESULT_FILE).write_text(text, encoding="utf-8")
+        except Exception as error:
+            no_space = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+            if not no_space and not disk_full(staging):
+                raise
+            # a full disk, in whatever words the writing library used (libsndfile's "System error.", ffmpeg's
+            # broken pipe): said as one, naming the folder rather than the temporary one that goes with the error
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output_dir)) from error
     return output_dir / RESULT_FILE
+
+
+def _write_files(turn: Turn, staging: Path, written: list[dict]) -> None:
+    """Each of the turn's media into ``staging``, listed in ``written`` as it is written."""
+    for modality, index in turn.outputs:
+        path = media_path(staging, modality, index)
+        item = turn.media(modality)[index]
+        if modality == "image":
+            item.save(path, format="PNG")
+        elif modality == "audio":
+            soundfile.write(path, item, turn.sample_rate, format="WAV", subtype="PCM_16")
+        else:
+            soundtrack = staging / "audio_0.wav" if turn.audios else None
+            if soundtrack is not None and not soundtrack.exists():
+                soundfile.write(soundtrack, turn.audios[0], turn.sample_rate, format="WAV", subtype="PCM_16")
+            write_video(path, item, turn.fps, soundtrack)
+        written.append({"modality": modality, "path": path.name})
 
 
 @contextmanager

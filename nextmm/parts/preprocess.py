@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 from fractions import Fraction
 from typing import Any
@@ -153,6 +154,8 @@ def audio_tensor(waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch
         waveform = waveform.unsqueeze(0)
     if waveform.ndim != 2 or waveform.shape[0] > waveform.shape[1]:
         raise ValueError(f"waveform must be (samples,) or (channels, samples), got {tuple(waveform.shape)}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not 0 < sample_rate < math.inf:
+        raise ValueError(f"sample_rate={sample_rate!r}: give the samples per second, a number above 0")
     if sample_rate != AUDIO_SAMPLE_RATE:
         waveform = torchaudio.functional.resample(waveform, orig_freq=sample_rate, new_freq=AUDIO_SAMPLE_RATE)
     num_samples = waveform.shape[1]

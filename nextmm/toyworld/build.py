@@ -477,10 +477,12 @@ def main(cfg) -> None:
         for concept in concepts or ():
             get_concept(concept)
     except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(f"render: {error}") from None
     for key in ("samples", "instructions", "mosit", "eval_samples", "eval_prompts"):
         if cfg[key] is not None and (not isinstance(cfg[key], int) or cfg[key] < 0):
             raise ConfigError(f"{key}={cfg[key]}: give a count, a whole number >= 0")
+    if Path(cfg.output).exists() and not Path(cfg.output).is_dir():  # checked before minutes of rendering
+        raise ConfigError(f"output={cfg.output} is a file: give a folder for the data set")
     folder = build(cfg.output, seed=cfg.seed, samples=cfg.samples, instructions=cfg.instructions, mosit=cfg.mosit,
                    eval_samples=cfg.eval_samples, eval_prompts=cfg.eval_prompts, concepts=concepts,
                    settings=settings, workers=cfg.workers)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from nextmm.checks import check, number, whole
 from nextmm.errors import ConfigError
 from nextmm.inference.claims import claimed_media
 from nextmm.modality import MODALITIES
@@ -424,6 +425,33 @@ def _sections(value) -> list[str]:
     return [s for s in SECTIONS if s in sections]
 
 
+def check_settings(cfg: DictConfig, tokens: Mapping) -> None:
+    """The numbers and files the evaluation reads, checked before the held-out set is rendered or the model built."""
+    positive = (whole(1), "a whole number >= 1")
+    rules = {"threads": (whole(1), "a whole number of threads >= 1, or null for all"), "batch_size": positive,
+             "num_inference_steps": (whole(1, 1000), "a whole number of denoising steps from 1 to 1000, or null"),
+             "guidance_scale": (lambda v: number(v) and v >= 0, "0 or more, or null for the decoder's")}
+    check({key: cfg[key] for key in rules}, rules)
+    check({f"world.{key}": cfg.world[key] for key in ("eval_samples", "eval_prompts", "workers")},
+          {f"world.{key}": positive for key in ("eval_samples", "eval_prompts", "workers")})
+    unknown = set(tokens) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"max_new_tokens has {sorted(unknown)}: give one number, or one for each of "
+                          f"{', '.join(SECTIONS)}")
+    check({f"max_new_tokens.{s}": n for s, n in tokens.items()},
+          {f"max_new_tokens.{s}": (whole(1), "a whole number of tokens >= 1") for s in tokens})
+    if cfg.people_file is not None and "people" in _sections(cfg.sections) and not Path(cfg.people_file).is_file():
+        raise ConfigError(f"people_file={cfg.people_file} is not a file: give a JSON-lines file, or null for the "
+                          "shipped one")
+    if cfg.output:
+        output = Path(cfg.output)
+        if output.is_dir():
+            raise ConfigError(f"output={output} is a folder: give the path of a JSON file to write")
+        existing = next(p for p in (output.parent.absolute(), *output.parent.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"output={output}: {existing} is a file, not a folder; give a path in a folder")
+
+
 def main(cfg: DictConfig) -> None:
     from nextmm.atomic import staged_file
     from nextmm.cli.generate import resolve_device, resolve_dtype
@@ -435,7 +463,8 @@ def main(cfg: DictConfig) -> None:
     if not (isinstance(cfg.text_to_x_prompts, int) and cfg.text_to_x_prompts >= 1):
         raise ConfigError(f"text_to_x_prompts={cfg.text_to_x_prompts}: give a positive number")
     tokens = cfg.max_new_tokens  # one number for every section, or {section: number}
-    tokens = {s: tokens for s in SECTIONS} if isinstance(tokens, int) else dict(tokens)
+    tokens = {s: tokens for s in SECTIONS} if not isinstance(tokens, DictConfig) else dict(tokens)
+    check_settings(cfg, tokens)
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)

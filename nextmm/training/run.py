@@ -30,7 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nextmm.checks import check, flag, number, whole
-from nextmm.data.dataset import Batch, Skipped
+from nextmm.config import resolve_path
+from nextmm.data.dataset import Batch, Skipped, check_sources
 from nextmm.errors import ConfigError, UserError
 from nextmm.modality import MODALITIES
 from nextmm.training.checkpoints import CHECKPOINTS
@@ -96,8 +97,19 @@ def check_run_settings(cfg: DictConfig) -> None:
         "checkpoint.every": (whole(1), "a whole number of steps >= 1"),
         "checkpoint.keep_last": (whole(1), "a whole number >= 1"),
         "logging.every": (whole(1), "a whole number of steps >= 1"),
+        "train.mixed_precision": (lambda v: v in ("no", "fp16", "bf16"), "no, fp16 or bf16"),
+        "optimizer.schedule": (lambda v: v in ("cosine", "constant"), "cosine or constant"),
+        "optimizer.total_steps": (whole(1), "a whole number of steps >= 1, or null for train.max_steps"),
+        "data.max_bad_share": (lambda v: number(v) and 0 <= v <= 1, "a share from 0 to 1"),
+        "data.bad_check_after": (whole(0), "a whole number of samples >= 0"),
     }
     check({key: OmegaConf.select(cfg, key, default=None) for key in rules}, rules)
+    for key in ("init_from", "features", "targets"):  # folders a run reads, there before anything is built
+        folder = OmegaConf.select(cfg, key, default=None)
+        if folder is not None and not resolve_path(folder).is_dir():
+            raise ConfigError(f"{key}={folder}: no such folder; give one written by nextmm, or null")
+    if OmegaConf.select(cfg, "data.sources", default=None) is not None:
+        check_sources(cfg.data)
 
 
 def log_trainable(model: nn.Module, counts: Mapping[str, int]) -> None:
