@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -157,6 +158,8 @@ CASES = [
          "emptydir"),
     Case("convert-corrupt-release", ["convert", "model=tiny", "source={data}/release", "output=out"],
          "pytorch_model.pt"),
+    Case("convert-release-without-tokenizer", ["convert", "model=tiny", "source={data}/no_tokenizer", "output=out"],
+         "lacks tokenizer.model"),
     Case("convert-output-exists", ["convert", "model=tiny", "source={data}/release", "output={data}/notes.txt"],
          "already exists"),
     Case("convert-bad-overwrite", ["convert", "model=tiny", "source={data}/release", "output=out", "overwrite=maybe"],
@@ -285,9 +288,11 @@ def data(tmp_path_factory):
 
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(folder / "tone.wav"),
                     "-c:a", "aac", str(folder / "sound.mp4")], check=True)
-    release = folder / "release"
-    release.mkdir()
+    release = folder / "release"  # the release's tokenizer files and a corrupt checkpoint
+    shutil.copytree(REPO / "tests" / "fixtures" / "release_tokenizer", release)
     (release / "pytorch_model.pt").write_bytes(rng.bytes(1000))
+    (folder / "no_tokenizer").mkdir()
+    (folder / "no_tokenizer" / "pytorch_model.pt").write_bytes(rng.bytes(1000))
     for name, text in (("garbage_ckpt", "{{{ not: yaml: [\n"), ("list_ckpt", "- a\n- b\n"), ("empty_ckpt", "")):
         (folder / name).mkdir()
         (folder / name / "config.yaml").write_text(text)
