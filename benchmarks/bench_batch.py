@@ -22,8 +22,8 @@ from nextmm.inference.prompt import Message
 from nextmm.model import NextMM
 from nextmm.toyworld.concepts import CONCEPT_NAMES
 
-EXTRA = ("a picture of the beach", "the sound of rain", "a video of the city at night", "what does a forest sound like?",
-         "show me snow on the mountains")
+EXTRA = ("a picture of the beach", "the sound of rain", "a video of the city at night",
+         "what does a forest sound like?", "show me snow on the mountains")
 
 
 def prompts(count: int) -> list[str]:

@@ -3,8 +3,9 @@
     python benchmarks/bench_serve.py [--model toyworld] [--turns 8] [--clients 1 4 16] [--threads 2]
 
 The toyworld surf-vlog turn (text, image, sound, video, files written) measured two ways:
-1. the Python API in one process: generate_turn + write_turn, one after another (what the server does per turn);
-2. the HTTP API of `python -m nextmm serve` (a separate process, as deployed) with 1, 4 and 16 concurrent
+1. the Python API in this process: generate_turn + write_turn (what the server does per turn), alternating turn
+   by turn with one HTTP client, so both sides see the same machine; their p50 ratio is the server's overhead;
+2. the HTTP API of `python -m nextmm serve` (a separate process, as deployed) with 4 and 16 concurrent
    clients, each sending "surf vlog" requests with its own seed until ``max(turns, clients)`` are answered.
 Reported: requests per minute over the wall time, and p50/p95 latency of one request (queueing included).
 The server runs one turn at a time, so more clients raise latency, not throughput: the figures show what the
@@ -43,17 +44,24 @@ def summary(latencies: list[float], wall_s: float) -> dict:
             "p50_s": round(cuts[9], 3), "p95_s": round(cuts[18], 3), "wall_s": round(wall_s, 2)}
 
 
-def bench_python_api(model_name: str, turns: int, folder: Path) -> dict:
-    model = NextMM.from_config(model_name)
-    generate_turn(model, [Message("user", PROMPT)], GenerationSettings(progress=False))  # loads the decoders
-    latencies = []
-    start = time.perf_counter()
+def python_api_turn(model: NextMM, seed: int, folder: Path) -> float:
+    """One surf-vlog turn through the Python API, its files written as the server writes them; seconds."""
+    begin = time.perf_counter()
+    turn = generate_turn(model, [Message("user", PROMPT)], GenerationSettings(progress=False, seed=seed))
+    write_turn(turn, folder / f"turn_{seed}", prompt=PROMPT, model="python", seed=seed)
+    return time.perf_counter() - begin
+
+
+def bench_paired(model: NextMM, url: str, model_name: str, turns: int, folder: Path) -> dict:
+    """The same turns alternately through the Python API and one HTTP client, so a drift in the machine's speed
+    hits both sides alike; the ratio of their medians is the server's overhead."""
+    python, http = [], []
     for seed in range(turns):
-        begin = time.perf_counter()
-        turn = generate_turn(model, [Message("user", PROMPT)], GenerationSettings(progress=False, seed=seed))
-        write_turn(turn, folder / f"turn_{seed}", prompt=PROMPT, model=model_name, seed=seed)
-        latencies.append(time.perf_counter() - begin)
-    return summary(latencies, time.perf_counter() - start)
+        python.append(python_api_turn(model, seed, folder))
+        http.append(ask(url, model_name, seed))
+    sides = {"python_api": summary(python, sum(python)), "http_1_clients": summary(http, sum(http))}
+    sides["overhead_ratio_p50"] = round(sides["http_1_clients"]["p50_s"] / sides["python_api"]["p50_s"], 3)
+    return sides
 
 
 def start_server(model_name: str, threads: int, folder: Path) -> tuple[subprocess.Popen, str]:
@@ -105,12 +113,15 @@ def main() -> None:
     results = {"machine": {"cpus": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
                            "load_average_before": os.getloadavg()}}
     with tempfile.TemporaryDirectory() as scratch:
-        results["python_api"] = bench_python_api(args.model, args.turns, Path(scratch) / "python")
-        print(json.dumps({"python_api": results["python_api"]}), flush=True)
+        model = NextMM.from_config(args.model)
+        python_api_turn(model, 0, Path(scratch) / "warm")  # loads the decoders
         server, url = start_server(args.model, args.threads, Path(scratch) / "served")
         try:
             ask(url, args.model, 0)  # warm: the decoders load on the first media turn
-            for clients in args.clients:
+            results.update(bench_paired(model, url, args.model, args.turns, Path(scratch) / "python"))
+            print(json.dumps({k: results[k] for k in ("python_api", "http_1_clients", "overhead_ratio_p50")}),
+                  flush=True)
+            for clients in [c for c in args.clients if c > 1]:
                 results[f"http_{clients}_clients"] = bench_http(url, args.model, clients, args.turns)
                 print(json.dumps({f"http_{clients}_clients": results[f"http_{clients}_clients"]}), flush=True)
         finally:

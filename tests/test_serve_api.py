@@ -33,7 +33,7 @@ from nextmm.inference.conversation import (
 )
 from nextmm.inference.outputs import write_turn
 from nextmm.inference.prompt import Message, prompt_segments
-from nextmm.serving.app import build_app
+from nextmm.serving.app import build_app, quiet_queue
 from nextmm.serving.limits import Limits
 from nextmm.serving.openai_chat import parse_request
 from nextmm.serving.uploads import MediaTooLarge, upload_from_file
@@ -280,6 +280,17 @@ def test_uploads_on_the_page_are_checked_by_size_and_type(tmp_path, picture):
 
 
 # --------------------------------------------------------------------------------- queue and timeouts
+def test_the_pages_queue_polls_at_a_pace_that_leaves_the_cores_to_the_turns():
+    import gradio as gr
+
+    with gr.Blocks() as page:
+        gr.Markdown("hello")
+    page.queue()
+    assert (page._queue.sleep_when_free, page._queue.progress_update_sleep_when_free) == (0.001, 0.01)  # Gradio's
+    quiet_queue(page)
+    assert (page._queue.sleep_when_free, page._queue.progress_update_sleep_when_free) == (0.02, 0.05)
+
+
 def test_all_torch_work_of_a_request_runs_on_the_model_thread(tiny_model, picture, tmp_path, monkeypatch):
     """Building the model, reading uploads, the turn and writing its files: one thread, never a request's or the
     main one (torch's OpenMP team belongs to the thread that starts it; a second team slows every turn)."""
@@ -295,9 +306,9 @@ def test_all_torch_work_of_a_request_runs_on_the_model_thread(tiny_model, pictur
     monkeypatch.setattr("nextmm.serving.files.write_turn", spy("write", write_turn))
     worker = TurnWorker(spy("build", lambda: tiny_model), max_queue=4, run_turn=spy("turn", generate_turn))
     with running(build_app(None, model_name="tiny", output_dir=tmp_path, limits=LIMITS, worker=worker)) as url:
+        picture_part = {"type": "image_url", "image_url": {"url": data_url(picture, "image/png")}}
         reply = post(url, {"model": "tiny", "max_tokens": 4, "modalities": ["text", "image"], "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "what is this?"},
-                                         {"type": "image_url", "image_url": {"url": data_url(picture, "image/png")}}]}]})
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}, picture_part]}]})
         assert reply.status_code == 200, reply.text
     model_thread = worker._executor._threads.copy().pop().ident
     assert seen == {step: {model_thread} for step in seen}
