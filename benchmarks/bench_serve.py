@@ -61,6 +61,8 @@ def bench_paired(model: NextMM, url: str, model_name: str, turns: int, folder: P
         http.append(ask(url, model_name, seed))
     sides = {"python_api": summary(python, sum(python)), "http_1_clients": summary(http, sum(http))}
     sides["overhead_ratio_p50"] = round(sides["http_1_clients"]["p50_s"] / sides["python_api"]["p50_s"], 3)
+    sides["overhead_ratio_median_of_pairs"] = round(statistics.median(h / p for h, p in zip(http, python)), 3)
+    sides["pairs_s"] = [(round(p, 2), round(h, 2)) for p, h in zip(python, http)]
     return sides
 
 
@@ -119,8 +121,8 @@ def main() -> None:
         try:
             ask(url, args.model, 0)  # warm: the decoders load on the first media turn
             results.update(bench_paired(model, url, args.model, args.turns, Path(scratch) / "python"))
-            print(json.dumps({k: results[k] for k in ("python_api", "http_1_clients", "overhead_ratio_p50")}),
-                  flush=True)
+            print(json.dumps({k: results[k] for k in ("python_api", "http_1_clients", "overhead_ratio_p50",
+                                                      "overhead_ratio_median_of_pairs", "pairs_s")}), flush=True)
             for clients in [c for c in args.clients if c > 1]:
                 results[f"http_{clients}_clients"] = bench_http(url, args.model, clients, args.turns)
                 print(json.dumps({f"http_{clients}_clients": results[f"http_{clients}_clients"]}), flush=True)
