@@ -41,7 +41,7 @@ from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.parts.decoders import Decoders
 from nextmm.parts.encoder import ImageBindEncoder
-from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer
+from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer, is_quantized
 from nextmm.parts.projectors import InputProjector, build_output_projectors
 from nextmm.weights.required import check_weights
 
@@ -132,7 +132,7 @@ class NextMM(nn.Module):
             tokenizer = build_tokenizer(cfg.llm, counts)
             new_ids = tokenizer.convert_tokens_to_ids(added_tokens(counts))
             vocab_size = len(tokenizer)
-        llm = build_llm(cfg.llm, vocab_size, new_ids, empty=empty)
+        llm = build_llm(cfg.llm, vocab_size, new_ids, empty=empty, device=device, dtype=dtype)
         hidden = llm.config.hidden_size
         shapes = {m: decoders.conditioning_shape(m) for m in MODALITIES}
         with init_empty_weights() if empty else _seeded(cfg.get("seed", 0)):
@@ -145,8 +145,10 @@ class NextMM(nn.Module):
 
             load_trained_parts(model, trained)
         if not empty:
-            model.to(dtype=dtype)
             for name, part in model.named_children():
+                if name == "llm" and is_quantized(part):
+                    continue  # loaded onto the device in its own format
+                part.to(dtype=dtype)
                 if not (offload and name == "encoder"):
                     part.to(device)
             if offload and torch.device(device).type == "cuda":

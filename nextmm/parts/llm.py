@@ -6,6 +6,7 @@ only new rows, and peft trains exactly those rows (``trainable_token_indices``) 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import string
@@ -17,6 +18,7 @@ from accelerate import init_empty_weights
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (
     AutoTokenizer,
+    BitsAndBytesConfig,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaTokenizer,
@@ -110,11 +112,14 @@ def context_length(cfg: Mapping) -> int:
     return int(cfg["architecture"]["max_position_embeddings"])
 
 
-def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, empty: bool = False) -> PeftModel:
+def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, empty: bool = False,
+              device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> PeftModel:
     """LlamaForCausalLM (random from ``cfg.architecture``, or loaded from ``cfg.path``) with LoRA.
 
     ``vocab_size`` is the tokenizer's size after nextmm's tokens were added; the embeddings are resized
-    to it, and ``trainable_token_ids`` (the new rows) train through peft next to LoRA.
+    to it, and ``trainable_token_ids`` (the new rows) train through peft next to LoRA. ``cfg.quantize``
+    (int8 or nf4) loads the pretrained weights' linear layers quantized by bitsandbytes, straight onto
+    ``device`` computing in ``dtype``; LoRA, the embeddings and the output layer stay in full precision.
     """
     if empty:
         with init_empty_weights():
@@ -126,14 +131,45 @@ def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, 
             f"LLM weights not found: {path} (expected a transformers folder with config.json and "
             "*.safetensors; see docs/real_weights.md)"
         )
+    quantization = quantization_config(cfg.get("quantize"), dtype)
+    if quantization is not None and not path:
+        raise ConfigError(f"llm.quantize={cfg.get('quantize')} quantizes pretrained weights: set llm.path to the "
+                          "LLM's folder (a model built at random has none), or llm.quantize=null")
     # Seeded throughout: random weights, new embedding rows and LoRA's initialisation alike.
     with torch.random.fork_rng():
         torch.manual_seed(cfg.get("seed", 0))
-        if path:
+        if path and quantization is not None:
+            model = LlamaForCausalLM.from_pretrained(path, quantization_config=quantization, dtype=dtype,
+                                                     device_map={"": str(device)})
+        elif path:
             model = LlamaForCausalLM.from_pretrained(path)
         else:
             model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
         return _adapt(model, cfg, vocab_size, trainable_token_ids)
+
+
+QUANTIZE_KINDS = ("int8", "nf4")
+
+
+def quantization_config(kind: str | None, dtype: torch.dtype) -> BitsAndBytesConfig | None:
+    """bitsandbytes' settings for ``llm.quantize``: int8 (LLM.int8()) or nf4 (4-bit NormalFloat, double-quantized,
+    computing in ``dtype``); None for null."""
+    if kind is None:
+        return None
+    if kind not in QUANTIZE_KINDS:
+        raise ConfigError(f"llm.quantize={kind}: give null, {' or '.join(QUANTIZE_KINDS)}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"llm.quantize={kind} needs bitsandbytes: pip install -e \".[quantize]\"")
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def is_quantized(llm: torch.nn.Module) -> bool:
+    """Whether the LLM's linear layers were loaded quantized (they stay where they were loaded, in their format)."""
+    base = llm.get_base_model() if isinstance(llm, PeftModel) else llm
+    return getattr(base, "hf_quantizer", None) is not None
 
 
 def _adapt(model: LlamaForCausalLM, cfg: Mapping, vocab_size: int, token_ids: list[int]) -> PeftModel:

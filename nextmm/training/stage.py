@@ -58,6 +58,9 @@ def train_stage(
 ) -> dict:
     """Train one stage as ``cfg`` says; returns the per-step losses and metrics and the final folder."""
     # 1. run, model, and what trains (the stage config's `trainable:`)
+    if OmegaConf.select(cfg, "model.llm.quantize", default=None) is not None:
+        raise ConfigError(f"model.llm.quantize={cfg.model.llm.quantize} is for answering: a stage trains the LLM in "
+                          "full precision here (QLoRA is not supported); set model.llm.quantize=null")
     accelerator = start_run(cfg, stage)
     model = NextMM.from_config(cfg.model, device=accelerator.device)
     init_from(model, cfg.init_from)
