@@ -260,6 +260,7 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
     timings["collect"] = time.perf_counter() - start
 
     # 4. project and 5. decode: one render per modality for the whole batch
+    rendered_with = {m: render_settings(model, m, settings) for m in MODALITIES}
     turns, spans = [], []  # spans: the complete signal runs of each answer whose states are all there
     for (generated, states, forced), length in zip(answers, prompt_lengths):
         complete = [span for span in find_signal_spans(generated, model.signal_ids) if span.complete]
@@ -269,11 +270,10 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
                     prompt_tokens=length, completion_tokens=len(generated))
         turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
                          "outputs": list(settings.outputs) if settings.outputs is not None else None,
-                         "decoders": {m: render_settings(model, m, settings) for m in dict.fromkeys(turn.signals)}}
+                         "decoders": {m: rendered_with[m] for m in dict.fromkeys(turn.signals)}}
         turns.append(turn)
         spans.append([span for span in complete if span.start + span.length <= len(states)])
     order = list(dict.fromkeys(span.modality for answer in spans for span in answer))
-    rendered_with = {m: render_settings(model, m, settings) for m in order}
     generators = [torch.Generator().manual_seed(settings.seed) for _ in conversations]
     media: dict[tuple[int, int], Any] = {}  # (row, span start) -> the rendered medium
     for modality in order if settings.render else ():
@@ -298,9 +298,9 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
         timings[f"decode_{modality}"] = time.perf_counter() - start
     for row, (turn, answer) in enumerate(zip(turns, spans)):
         for span in answer if settings.render else ():  # in the answer's order
-            rendered = turn.media(span.modality)
-            turn.outputs.append((span.modality, len(rendered)))
-            rendered.append(media[(row, span.start)])
+            kept = turn.media(span.modality)
+            turn.outputs.append((span.modality, len(kept)))
+            kept.append(media[(row, span.start)])
         turn.timings_s = dict(timings)
     return turns
 
