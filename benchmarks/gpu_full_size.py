@@ -57,7 +57,7 @@ def default_dtype(dtype: torch.dtype):
 def build(cfg, device: torch.device, dtype: torch.dtype, offload: bool) -> NextMM:
     """Random weights, initialised on the device itself (CPU init of 10 B parameters takes minutes)."""
     with torch.device(device), default_dtype(dtype):
-        model = NextMM.from_config(cfg, device=device, dtype=dtype, offload=offload)
+        model = NextMM.from_config(cfg, device=device, dtype=dtype, memory="offload" if offload else "resident")
         for modality in MODALITIES:
             pipe = build_pipeline(modality, cfg.decoders[modality], dtype=dtype)
             if offload and device.type == "cuda":

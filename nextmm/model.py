@@ -11,6 +11,7 @@ one place, `nextmm.training.trainable`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import cpu_offload_with_hook, init_empty_weights
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from peft import PeftModel
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -27,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from nextmm.checks import resolve_device, resolve_dtype
 from nextmm.config import load_model_config, resolve_path
 from nextmm.errors import ConfigError, UserError
+from nextmm.inference.memory import MemoryPlan, plan_memory
 from nextmm.inference.prompt import (
     DEFAULT_PROMPT_FORMAT,
     IGNORE_INDEX,
@@ -83,6 +85,7 @@ class NextMM(nn.Module):
         self.decoders = decoders  # diffusers pipelines, loaded lazily; not submodules: never trained or saved here
         self.trained_embeddings = False  # set when trained parts replaced the whole embedding matrices
         self._encoder_offload = None  # accelerate hook that moves ImageBind to the GPU only while it runs
+        self.memory = MemoryPlan()  # where the parts wait between uses (from_config sets the plan it built with)
         if tokenizer is not None:
             self.signal_ids = {
                 m: tokenizer.convert_tokens_to_ids(signal_tokens(m, config.signal_tokens[m])) for m in MODALITIES
@@ -99,14 +102,17 @@ class NextMM(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         load_trained: bool = True,
-        offload: bool = False,
+        memory: str | MemoryPlan = "resident",
+        memory_limit: float | str | None = None,
     ) -> "NextMM":
         """Build every part from a model config (a name in nextmm/conf/model, a checkpoint folder, or a config).
 
         ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
-        None means ``nextmm.DEFAULT_MODEL``. ``offload=True`` (for CUDA) keeps ImageBind and the diffusion
-        decoders in CPU memory and moves each to the GPU only while it runs (accelerate hooks), so the GPU
-        holds the LLM plus one other part at a time.
+        None means ``nextmm.DEFAULT_MODEL``. ``memory`` (nextmm.inference.memory) says where the parts wait on
+        CUDA: resident (all on the GPU), offload (ImageBind and the decoders in CPU memory, each moved to the GPU
+        while it runs, the VAEs decoding in slices and tiles), sequential (the decoders' models moved one layer at
+        a time), or auto: the first of these, with the LLM quantized if need be, whose estimated peak fits the
+        free GPU memory or ``memory_limit`` (GiB, or a size such as "12GiB"). The plan is ``model.memory``.
         """
         if config is None:
             from nextmm import DEFAULT_MODEL
@@ -120,9 +126,17 @@ class NextMM(nn.Module):
         cfg = config if isinstance(config, DictConfig) else load_model_config(config, overrides)
         if not empty:
             check_weights(cfg, trained=load_trained)  # one message naming every missing weights path
+        plan = memory if isinstance(memory, MemoryPlan) else (
+            MemoryPlan() if empty else plan_memory(memory, cfg, device, dtype, memory_limit=memory_limit))
+        if plan.quantize != cfg.llm.get("quantize"):
+            cfg = copy.deepcopy(cfg)
+            with open_dict(cfg):
+                cfg.llm.quantize = plan.quantize
+        offload = plan.offloaded
         counts = cfg.signal_tokens
         encoder = ImageBindEncoder.from_config(cfg.encoder, empty=empty)
-        decoders = Decoders(cfg.decoders, device=device, dtype=dtype, offload=offload)
+        decoders = Decoders(cfg.decoders, device=device, dtype=dtype, placement=plan.placement,
+                            vae_slicing=plan.vae_slicing, vae_tiling=plan.vae_tiling)
         if empty:
             tokenizer = None
             base_vocab = cfg.llm.architecture.vocab_size
@@ -139,6 +153,7 @@ class NextMM(nn.Module):
             input_projector = InputProjector(encoder.embed_dim, hidden, cfg.input_projector.kind)
             output_projectors = build_output_projectors(cfg.output_projector, hidden, shapes)
         model = cls(cfg, encoder, input_projector, llm, tokenizer, output_projectors, decoders)
+        model.memory = plan
         trained = resolve_path(cfg.get("trained"))
         if trained is not None and load_trained and not empty:
             from nextmm.weights.trained import load_trained_parts

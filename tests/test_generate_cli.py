@@ -90,12 +90,13 @@ def bad_files(tmp_path_factory):
         ("audio_seconds=1e9", "give seconds above 0, up to 600"),
         ("outputs=[smell]", "outputs has 'smell'"),
         ("device=tpu9", "device=tpu9: give auto, cpu, cuda"),
-        ("offload=maybe", "offload=maybe: give true or false"),
+        ("memory=maybe", "memory=maybe: give auto, resident, offload, sequential"),
+        ("memory_limit=lots", "memory_limit=lots: give a size such as 12 (GiB), 12GiB or 800MiB"),
         ("guidance_scale=nan", "guidance_scale=nan: give 0 or more"),
     ],
     ids=["missing", "corrupt-image", "corrupt-audio", "corrupt-video", "extension", "empty", "too-long",
          "unknown-override", "unknown-model", "bad-dtype", "bad-keep-claims", "negative-guidance", "zero-top-p", "word-seed", "negative-seed", "odd-height", "huge-audio", "unknown-output",
-         "unknown-device", "bad-offload", "nan-guidance"],
+         "unknown-device", "bad-memory", "bad-memory-limit", "nan-guidance"],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(bad_files, tmp_path, capsys, override, message):
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ import pytest
 from nextmm import cli
 from nextmm.cli.inspect import main
 
-KEYS = ["encoder", "input_projector", "llm", "lora", "output_projectors", "decoders", "trainable"]
+KEYS = ["encoder", "input_projector", "llm", "lora", "output_projectors", "decoders", "trainable", "memory_gib"]
 
 
 def inspect(capsys, model):
@@ -38,6 +38,10 @@ def test_full_size_counts_match_the_nextgpt_paper(capsys):
     assert trainable["decoder_side"] == sum(report["output_projectors"].values()) + 2 * 38 * 4096
     assert trainable["modality_switching"] == (
         trainable["decoder_side"] + report["input_projector"] + report["lora"])
+    # the estimated GPU memory of a full turn, lightest last (nextmm.inference.memory; tests/test_memory.py)
+    memory = report["memory_gib"]
+    assert list(memory) == ["resident", "offload", "offload+int8", "offload+nf4", "sequential+nf4"]
+    assert memory["resident"] > 24 > memory["offload"] > 12 > memory["offload+int8"] > memory["sequential+nf4"]
 
 
 def test_tiny_report_has_the_same_layout_and_is_small(capsys):

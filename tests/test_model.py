@@ -116,18 +116,21 @@ def same_turn(a, b) -> bool:
 TURN = {"images": [Image.new("RGB", (40, 30), (200, 30, 30))], "outputs": ["image", "audio"], "seed": 3, "max_new_tokens": 6, "num_inference_steps": 2, "progress": False}
 
 
-def test_offload_is_a_no_op_on_cpu(tiny_model):
-    """offload=true is for CUDA (README "Memory"): on CPU no accelerate hook is installed, every part stays on the
-    CPU, and a turn is the same as without offload."""
+def test_offload_keeps_every_part_on_the_cpu_device_and_the_turn_unchanged(tiny_model):
+    """memory=offload moves parts between CPU and GPU memory (README "Memory"): on CPU no accelerate hook is
+    installed and every part stays where it is; the VAEs decode in slices and tiles, which leaves this turn's
+    small media as they were."""
     from nextmm.model import NextMM
 
-    model = NextMM.from_config("tiny", offload=True)
+    model = NextMM.from_config("tiny", memory="offload")
     turn = model.chat("surf vlog", **TURN)
-    assert model.decoders.offload and model._encoder_offload is None
+    assert model.memory.name == "offload" and model.decoders.placement == "offload"
+    assert model._encoder_offload is None
     parts = {"encoder": model.encoder, **{m: model.decoders.pipeline(m).unet for m in ("image", "audio")}}
     for name, part in parts.items():
         assert not hasattr(part, "_hf_hook"), name
         assert {p.device.type for p in part.parameters()} == {"cpu"}, name
+    assert all(model.decoders.pipeline(m).vae.use_slicing for m in ("image", "audio"))
     assert same_turn(turn, tiny_model.chat("surf vlog", **TURN))
 
 
@@ -135,7 +138,7 @@ def test_offload_is_a_no_op_on_cpu(tiny_model):
 def test_offload_on_cuda_keeps_encoder_and_decoders_in_cpu_memory_between_uses():
     from nextmm.model import NextMM
 
-    model = NextMM.from_config("tiny", device="cuda", offload=True)
+    model = NextMM.from_config("tiny", device="cuda", memory="offload")
     turn = model.chat("surf vlog", **TURN)
     assert model._encoder_offload is not None
     for part in (model.encoder, *(model.decoders.pipeline(m).unet for m in ("image", "audio"))):

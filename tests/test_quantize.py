@@ -70,3 +70,13 @@ def test_a_stage_refuses_a_quantized_llm_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="model.llm.quantize=nf4 is for answering: a stage trains the LLM in full"):
         encoder_side.main(cfg)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_memory_plan_that_quantizes_loads_the_llm_quantized(llm_folder):
+    """memory=auto hands the model a plan; its quantization reaches the LLM (and the config it records)."""
+    from nextmm.inference.memory import MemoryPlan
+
+    model = NextMM.from_config("tiny", overrides=[f"llm.path={llm_folder}"], memory=MemoryPlan("offload", "nf4"))
+    assert is_quantized(model.llm) and linear_layers(model) == {"Linear4bit"}
+    assert model.config.llm.quantize == "nf4" and model.memory.name == "offload+nf4"
+    assert model.decoders.vae_slicing and model.decoders.vae_tiling

@@ -206,12 +206,14 @@ def _instantiate(features: DictConfig, key: str):
 
 def main(cfg: DictConfig) -> None:
     from nextmm.cli.generate import resolve_device, resolve_dtype
+    from nextmm.inference.memory import check_memory
     from nextmm.model import NextMM
 
     # 1. the task and its items
     task = load_task(cfg.task)
     if cfg.limit is not None and not (isinstance(cfg.limit, int) and cfg.limit >= 1):
         raise ConfigError(f"limit={cfg.limit}: give a positive number of items, or null for all")
+    check_memory(cfg.memory, cfg.memory_limit)
     if cfg.data_root is None:
         raise ConfigError("give data_root=<the folder of the task's data set> (docs/real_weights.md: Reproducing "
                           "the paper's tables)")
@@ -235,7 +237,8 @@ def main(cfg: DictConfig) -> None:
                 networks[key] = networks[key].to(device).eval()
 
     # 3. the model, 4. asking
-    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
+    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), memory=cfg.memory,
+                                   memory_limit=cfg.memory_limit)
     if task.kind == "text_to_x":
         scores, details = text_to_x(model, task, items, values, networks, seed=cfg.seed, device=device,
                                     progress=progress)

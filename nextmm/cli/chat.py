@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
             shutil.rmtree(output_dir)
         device = resolve_device(cfg.device)
         model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device),
-                                   offload=cfg.offload)
+                                   memory=cfg.memory, memory_limit=cfg.memory_limit)
         converse(Conversation(model, progress=not cfg.quiet, **settings), output_dir, cfg)
 
 

@@ -17,6 +17,7 @@ from nextmm.atomic import staged_folder
 from nextmm.checks import check, flag, resolve_device, resolve_dtype, whole  # noqa: F401 (commands import these)
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns, to_media
+from nextmm.inference.memory import check_memory
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
@@ -54,8 +55,9 @@ def turn_settings(cfg: DictConfig) -> dict:
     """The generation settings the command line gives, checked (a bad value fails here, before the model loads)."""
     settings = {key: cfg[key] for key in SETTINGS}
     settings["outputs"] = as_list(cfg.outputs) or None
-    for key in ("keep_claims", "quiet", "offload"):
+    for key in ("keep_claims", "quiet"):
         check_flag(cfg, key)
+    check_memory(cfg.memory, cfg.memory_limit)
     GenerationSettings().updated(**settings)
     for key in ("height", "width"):
         for modality in ("image", "video"):
@@ -106,7 +108,8 @@ def main(cfg: DictConfig) -> None:
 
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):
         start = time.perf_counter()
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
+                                   memory_limit=cfg.memory_limit)
         timings["load"] = time.perf_counter() - start
 
         conversation = Conversation(model, progress=not cfg.quiet, **settings)
@@ -129,7 +132,8 @@ def answer_prompts(cfg: DictConfig, prompts: list[str], settings: dict, output_d
     width = max(4, len(str(len(prompts))))
     lines = []
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")), staged_folder(output_dir) as staging:
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
+                                   memory_limit=cfg.memory_limit)
         generation = GenerationSettings(progress=not cfg.quiet).updated(**settings)
         for first in range(0, len(prompts), cfg.batch_size):
             batch = prompts[first : first + cfg.batch_size]

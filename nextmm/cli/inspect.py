@@ -1,4 +1,5 @@
-"""``python -m nextmm inspect model=<name>``: parameter counts of every part, as one JSON object.
+"""``python -m nextmm inspect model=<name>``: parameter counts of every part, and the estimated GPU memory of a
+turn under each memory setting (float16, the decoders' default sizes), as one JSON object.
 
 The model is built on the meta device, so even the 7B configuration needs no weights and no memory.
 """
@@ -10,6 +11,7 @@ import json
 from omegaconf import DictConfig, OmegaConf
 
 from nextmm.config import conf_dir
+from nextmm.inference.memory import GiB, LADDER, estimate_peak, part_sizes
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.training.trainable import count_by_part
@@ -38,6 +40,13 @@ def parameter_report(model: NextMM) -> dict:
     }
 
 
+def memory_report(model: NextMM) -> dict:
+    """Estimated peak GPU memory of a text -> text + image + audio + video turn, GiB, for each setting that
+    memory=auto chooses from (nextmm.inference.memory), in float16 at the decoders' default sizes."""
+    sizes = part_sizes(model.config, model)
+    return {plan.name: round(estimate_peak(sizes, plan, model.config.decoders)["turn"] / GiB, 2) for plan in LADDER}
+
+
 def main(cfg: DictConfig) -> None:
     model = NextMM.from_config(cfg.model, empty=True)
-    print(json.dumps(parameter_report(model)))
+    print(json.dumps({**parameter_report(model), "memory_gib": memory_report(model)}))

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nextmm.cli.generate import resolve_device, resolve_dtype
 from nextmm.errors import ConfigError, UserError
+from nextmm.inference.memory import check_memory
 from nextmm.model import NextMM
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,12 @@ def main(cfg: DictConfig) -> None:
 
     limits = Limits.from_config(OmegaConf.to_container(cfg.limits))
     check_address(cfg.host, cfg.port)
+    check_memory(cfg.memory, cfg.memory_limit)
     device = resolve_device(cfg.device)
 
     def build() -> NextMM:
-        return NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), offload=cfg.offload)
+        return NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), memory=cfg.memory,
+                                   memory_limit=cfg.memory_limit)
 
     app = build_app(build, model_name=cfg.model.name, output_dir=Path(cfg.output_dir), limits=limits)
     log.info("serving %s at http://%s:%d/ (API: /v1/chat/completions); turns are written to %s",

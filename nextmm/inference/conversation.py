@@ -270,7 +270,8 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
                     prompt_tokens=length, completion_tokens=len(generated))
         turn.settings = {**{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "progress"},
                          "outputs": list(settings.outputs) if settings.outputs is not None else None,
-                         "decoders": {m: rendered_with[m] for m in dict.fromkeys(turn.signals)}}
+                         "decoders": {m: rendered_with[m] for m in dict.fromkeys(turn.signals)},
+                         "memory": model.memory.name}
         turns.append(turn)
         spans.append([span for span in complete if span.start + span.length <= len(states)])
     order = list(dict.fromkeys(span.modality for answer in spans for span in answer))

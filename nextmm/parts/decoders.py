@@ -56,6 +56,7 @@ PIPELINES = {"image": "StableDiffusionPipeline", "audio": "AudioLDMPipeline", "v
 PIPELINE_EXTRA_ARGS = {
     "image": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
 }
+PLACEMENTS = ("resident", "offload", "sequential")
 AUDIOLDM_SAMPLE_RATE = 16000
 DEFAULT_FPS = 8
 
@@ -159,7 +160,11 @@ class Decoders:
     """Lazily loaded decoders keyed by modality; a pipeline is built/loaded once, on first use.
 
     cfg: {modality: decoder config} for any subset of MODALITIES (see the module docstring).
-    offload: on CUDA, keep models on the CPU and move each to the GPU while it runs (accelerate); no-op on CPU.
+    placement: where a pipeline's models wait on CUDA (nextmm.inference.memory): resident (on the GPU), offload
+        (in CPU memory, each model moved to the GPU while it runs) or sequential (moved one layer at a time).
+        On other devices every pipeline is resident.
+    vae_slicing: the VAE decodes one image (or video frame) at a time; vae_tiling: and in overlapping tiles where
+        the picture is larger than its tile (diffusers' AutoencoderKL slicing and tiling, on every device).
     """
 
     def __init__(
@@ -168,15 +173,21 @@ class Decoders:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        offload: bool = False,
+        placement: str = "resident",
+        vae_slicing: bool = False,
+        vae_tiling: bool = False,
     ) -> None:
         unknown = set(cfg) - set(MODALITIES)
         if unknown:
             raise ConfigError(f"decoders config: unknown modalities {sorted(unknown)}; use {', '.join(MODALITIES)}")
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"decoders placement {placement!r}: give {', '.join(PLACEMENTS)}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.dtype = dtype
-        self.offload = offload
+        self.placement = placement
+        self.vae_slicing = vae_slicing
+        self.vae_tiling = vae_tiling
         self._pipelines: dict[str, DiffusionPipeline] = {}
         self._empty_negatives: dict[str, torch.Tensor] = {}
 
@@ -190,10 +201,16 @@ class Decoders:
         """The modality's pipeline, built or loaded on first call."""
         if modality not in self._pipelines:
             pipe = build_pipeline(modality, self._cfg(modality), dtype=self.dtype)
-            if self.offload and self.device.type == "cuda":
+            if self.device.type == "cuda" and self.placement == "offload":
                 pipe.enable_model_cpu_offload(device=self.device)
+            elif self.device.type == "cuda" and self.placement == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
             else:
                 pipe = pipe.to(self.device)
+            if self.vae_slicing:
+                pipe.vae.enable_slicing()
+            if self.vae_tiling:
+                pipe.vae.enable_tiling()
             self._pipelines[modality] = pipe
         return self._pipelines[modality]
 

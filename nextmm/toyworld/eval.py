@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from nextmm.checks import check, number, whole
 from nextmm.errors import ConfigError
 from nextmm.inference.claims import claimed_media
+from nextmm.inference.memory import check_memory
 from nextmm.modality import MODALITIES
 from nextmm.toyworld import concept_of, concepts_in, wordings
 from nextmm.toyworld import language as lang
@@ -432,6 +433,7 @@ def check_settings(cfg: DictConfig, tokens: Mapping) -> None:
              "num_inference_steps": (whole(1, 1000), "a whole number of denoising steps from 1 to 1000, or null"),
              "guidance_scale": (lambda v: number(v) and v >= 0, "0 or more, or null for the decoder's")}
     check({key: cfg[key] for key in rules}, rules)
+    check_memory(cfg.memory, cfg.memory_limit)
     check({f"world.{key}": cfg.world[key] for key in ("eval_samples", "eval_prompts", "workers")},
           {f"world.{key}": positive for key in ("eval_samples", "eval_prompts", "workers")})
     unknown = set(tokens) - set(SECTIONS)
@@ -484,7 +486,8 @@ def main(cfg: DictConfig) -> None:
             data = (f"rendered: seed={world.seed} eval_samples={world.eval_samples} "
                     f"eval_prompts={world.eval_prompts}")
         # 2. the model, 3. the sections
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, offload=cfg.offload)
+        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
+                                   memory_limit=cfg.memory_limit)
         scores = evaluate(model, eval_set, sections=sections, limit=cfg.limit, seed=cfg.seed,
                           max_new_tokens=tokens, text_to_x_per_concept=cfg.text_to_x_prompts,
                           num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
