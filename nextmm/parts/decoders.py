@@ -200,25 +200,30 @@ class Decoders:
     def pipeline(self, modality: str) -> DiffusionPipeline:
         """The modality's pipeline, built or loaded on first call."""
         if modality not in self._pipelines:
-            pipe = build_pipeline(modality, self._cfg(modality), dtype=self.dtype)
-            if self.device.type == "cuda" and self.placement == "offload":
-                pipe.enable_model_cpu_offload(device=self.device)
-            elif self.device.type == "cuda" and self.placement == "sequential":
-                pipe.enable_sequential_cpu_offload(device=self.device)
-            else:
-                pipe = pipe.to(self.device)
-            if self.vae_slicing:
-                pipe.vae.enable_slicing()
-            if self.vae_tiling:
-                pipe.vae.enable_tiling()
-            self._pipelines[modality] = pipe
+            self._pipelines[modality] = self._placed(build_pipeline(modality, self._cfg(modality), dtype=self.dtype))
         return self._pipelines[modality]
 
     def use(self, modality: str, pipeline: DiffusionPipeline) -> None:
-        """Use ``pipeline`` (built elsewhere, e.g. with random weights for a benchmark) for ``modality``."""
+        """Use ``pipeline`` (built elsewhere, e.g. with random weights for a benchmark) for ``modality``, placed
+        as this object's own pipelines are."""
         self._cfg(modality)
-        self._pipelines[modality] = pipeline
+        self._pipelines[modality] = self._placed(pipeline)
         self._empty_negatives.pop(modality, None)
+
+    def _placed(self, pipe: DiffusionPipeline) -> DiffusionPipeline:
+        """``pipe`` on the device, or offloaded to CPU memory with hooks that bring it over (CUDA), its VAE
+        slicing and tiling as configured."""
+        if self.device.type == "cuda" and self.placement == "offload":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.device.type == "cuda" and self.placement == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe = pipe.to(self.device)
+        if self.vae_slicing:
+            pipe.vae.enable_slicing()
+        if self.vae_tiling:
+            pipe.vae.enable_tiling()
+        return pipe
 
     def loaded(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self._pipelines)

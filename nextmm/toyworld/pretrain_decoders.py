@@ -379,7 +379,7 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     waveforms (n,))."""
     device = accelerator.device
     pipe = build_pipeline(modality, cfg.decoders[modality]).to(device)
-    decoders = Decoders({modality: cfg.decoders[modality]})
+    decoders = Decoders({modality: cfg.decoders[modality]}, device=device)
     decoders.use(modality, pipe)
     spec = decoder_media_spec(decoders, modality)
     report: dict = {"seconds": {}, "losses": {}}
