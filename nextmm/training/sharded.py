@@ -59,8 +59,8 @@ def check_engine(saved: Mapping, accelerator: Accelerator, folder: Path) -> None
     was, runs = saved["distributed_type"], now["distributed_type"]
     if (was in kinds or runs in kinds) and was != runs:
         raise ConfigError(
-            f"{folder} was written under {was}, this run is {runs}: resume with the accelerate config it was "
-            "launched with (accelerate launch --config_file ...)"
+            f"{folder} was written under {was or 'DDP or one process'}, this run is {runs}: resume with the "
+            "accelerate config it was launched with (accelerate launch --config_file ...)"
         )
 
 
