@@ -121,3 +121,31 @@ def test_deepspeed_zero2_offload_resume_repeats_the_uninterrupted_run(tmp_path):
     engine = tmp_path / "stopped" / "checkpoints" / "step-00000004" / "engine" / "pytorch_model"
     assert sorted(path.name for path in engine.glob("*optim_states.pt")) == [  # ZeRO: each process its partition
         "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+
+
+@pytest.mark.slow
+def test_slurm_script_launches_a_stage_on_one_node(tmp_path):
+    """examples/slurm/train_stage.sbatch as sbatch would run it on 1 node of 2 processes (CPU: DDP over gloo),
+    with SLURM's variables set by hand and stand-ins for srun (runs its command once, as the node's one task)
+    and scontrol (names this machine as the job's first host)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && echo 127.0.0.1\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    data, out = make_fixture_data(tmp_path / "data"), tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": os.pathsep.join([str(bin_dir), os.environ["PATH"]]),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "PYTHON": sys.executable,
+           "SLURM_JOB_NODELIST": "node[01]", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "GPUS_PER_NODE": "2",
+           "MAIN_PORT": str(free_port())}
+    env.pop("ACCELERATE_CONFIG", None)
+    command = ["bash", str(ROOT / "examples" / "slurm" / "train_stage.sbatch"), "encoder_side", "data=pairs",
+               f"data.root={data}", f"output_dir={out}", "train.max_steps=2", "train.batch_size=2",
+               "data.num_workers=0", "logging.every=1"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nextmm: 1 node(s) x 2 processes, rendezvous at 127.0.0.1:" in done.stderr
+    assert re.search(r"2 process\(es\) on cpu:0 \((DistributedType\.)?MULTI_CPU\)", done.stderr)
+    assert "no bad samples among 8" in done.stderr  # 2 processes x 2 steps x 2 samples
+    assert (out / "final" / "projectors.safetensors").is_file() and (out / "final" / "adapter").is_dir()
