@@ -227,3 +227,10 @@ def test_deepspeed_settings_that_would_change_the_run_are_refused():
                                           r"CPU Adam steps with betas \[0.9, 0.999\]"):
         configure_engine(deepspeed_accelerator(offload_optimizer_device="cpu"), stage_settings(betas=[0.9, 0.95]))
     configure_engine(deepspeed_accelerator(), stage_settings(betas=[0.9, 0.95]))  # not offloaded: AdamW as it is
+
+
+def test_fsdp_refuses_a_weight_average():
+    accelerator = SimpleNamespace(distributed_type=DistributedType.FSDP)
+    with pytest.raises(ConfigError, match=r"ema.decay=0.99: the weight average is not supported under FSDP"):
+        configure_engine(accelerator, OmegaConf.create({"ema": {"decay": 0.99, "start": 0}}))
+    configure_engine(accelerator, OmegaConf.create({"ema": {"decay": None, "start": 0}}))

@@ -73,7 +73,13 @@ def check_resumable(checkpoints: Path, accelerator: Accelerator) -> None:
 
 def configure_engine(accelerator: Accelerator, cfg: DictConfig) -> None:
     """Give DeepSpeed the run's micro-batch size and gradient clipping (it clips, not the loop), refusing an
-    accelerate config that sets them otherwise, and refuse what its offloaded optimizer would change."""
+    accelerate config that sets them otherwise, and refuse what its offloaded optimizer would change; refuse a
+    weight average under FSDP, where each process would average only its shard and checkpoint the main one's."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        if OmegaConf.select(cfg, "ema.decay", default=None) is not None:
+            raise ConfigError(f"ema.decay={cfg.ema.decay}: the weight average is not supported under FSDP (each "
+                              "process holds a shard of it); set ema.decay=null, or train with DDP or DeepSpeed")
+        return
     if accelerator.distributed_type != DistributedType.DEEPSPEED:
         return
     ds = accelerator.state.deepspeed_plugin.deepspeed_config
