@@ -93,8 +93,9 @@ def train_loop(
     state: Mapping[str, Any] | None = None,
 ) -> dict:
     """Train ``loss``'s trainable parameters for ``max_steps`` optimizer steps (or what remains of them after the
-    newest checkpoint, with ``resume``); returns the per-step losses and metrics of this invocation and the
-    losses of every step of the run ("run_losses", those before a resume included).
+    newest checkpoint, with ``resume``); returns the per-step losses and metrics of this invocation, the
+    losses of every step of the run ("run_losses", those before a resume included) and the module accelerate
+    prepared ("prepared", which a sharded engine's final weights are gathered from).
 
     ``optimizer_for(loss)`` builds the optimizer; ``schedule`` holds ``warmup_steps``, ``schedule``,
     ``total_steps`` and ``max_grad_norm``. Each step takes ``Accelerator.gradient_accumulation_steps``
@@ -102,13 +103,15 @@ def train_loop(
     average. ``state`` names more objects with state_dict/load_state_dict that checkpoints hold (a phase's
     discriminators). A checkpoint at ``max_steps`` means the run is done: it is loaded and no step runs.
     """
-    # 1. the loss (prepared: DDP when there are several processes), optimizer, schedule and weight average
-    loss_fn = accelerator.prepare(loss)
-    optimizer = accelerator.prepare(optimizer_for(loss))
+    # 1. the loss and optimizer, prepared together (DDP when there are several processes; FSDP and DeepSpeed
+    # rebuild the optimizer over their own parameters), the schedule and the weight average
+    loss_fn, optimizer = accelerator.prepare(loss, optimizer_for(loss))
     scheduler = build_scheduler(optimizer, schedule, max_steps)
     trained = [p for p in loss_fn.parameters() if p.requires_grad]
     average = build_average(trained, ema, max_steps) if ema is not None else None  # None unless ema.decay is set
-    stateful = {"position": batches, "optimizer": optimizer, "scheduler": scheduler, **(state or {})}
+    # a sharded engine's checkpoint holds the optimizer apart, each process its shard (Checkpoints.sharded)
+    optimizer_state = {} if checkpoints.sharded else {"optimizer": optimizer}
+    stateful = {"position": batches, **optimizer_state, "scheduler": scheduler, **(state or {})}
     if bad is not None:
         stateful["bad"] = bad
     if average is not None:
@@ -117,7 +120,7 @@ def train_loop(
     # 2. resume, or start at step 0
     step, run_losses = 0, []
     if resume and checkpoints.latest():
-        saved = checkpoints.restore(checkpoints.latest())
+        saved = checkpoints.restore(checkpoints.latest(), loss_fn)
         for key, thing in stateful.items():
             thing.load_state_dict(saved[key])
         if average is not None:
@@ -153,11 +156,11 @@ def train_loop(
             saved = {key: thing.state_dict() for key, thing in stateful.items()}
             if accelerator.scaler is not None:
                 saved["scaler"] = accelerator.scaler.state_dict()
-            checkpoints.save(step, {**saved, "losses": run_losses})
+            checkpoints.save(step, {**saved, "losses": run_losses}, loss_fn)
     progress.close()
 
     # 4. the trained weights, or their average
     if average is not None:
         average.copy_to(trained)
     losses = [metrics["loss"] for metrics in history]
-    return {"losses": losses, "history": history, "run_losses": run_losses}
+    return {"losses": losses, "history": history, "run_losses": run_losses, "prepared": loss_fn}

@@ -35,6 +35,7 @@ from nextmm.data.dataset import Batch, Skipped, check_sources
 from nextmm.errors import ConfigError, UserError
 from nextmm.modality import MODALITIES
 from nextmm.training.checkpoints import CHECKPOINTS
+from nextmm.training.sharded import check_resumable, configure_engine
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
 
     ``train.gradient_accumulation_steps``, ``train.mixed_precision``, ``logging.tracker`` and ``device`` (cpu or
     auto) are read where the recipe's config has them; without them a run takes one batch a step, in float32,
-    with no tracker, on CUDA when there is one.
+    with no tracker, on CUDA when there is one. The engine (DDP, FSDP, DeepSpeed) is the accelerate config's
+    that the run was launched with (nextmm.training.sharded).
     """
     if OmegaConf.is_missing(cfg, "output_dir") or not cfg.output_dir:
         raise ConfigError("set output_dir=<folder> (checkpoints and the final trained parts go there)")
@@ -72,6 +74,9 @@ def start_run(cfg: DictConfig, name: str) -> Accelerator:
         # a batch need not hold every modality, so some projectors get no gradient in some steps
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if cfg.resume and found:  # a checkpoint of other processes or another engine, refused before any work
+        check_resumable(checkpoints, accelerator)
+    configure_engine(accelerator, cfg)
     if not accelerator.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)
     set_seed(cfg.seed + accelerator.process_index)

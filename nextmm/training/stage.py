@@ -88,7 +88,7 @@ def train_stage(
 
     # 4. the trained parts (their average with ema.decay set), for the next stage or for generation
     bad.report()
-    final = save_final(model, cfg.output_dir, accelerator)
+    final = save_final(model, cfg.output_dir, accelerator, prepared=result["prepared"])
     accelerator.end_training()
     return {"losses": result["losses"], "history": result["history"], "final": final, "bad": bad.bad,
             "seen": bad.seen}

@@ -34,27 +34,41 @@ ADAPTER_DIR = "adapter"
 TOKENIZER_DIR = "tokenizer"
 CONFIG_FILE = "config.yaml"
 EMBEDDINGS_FILE = "embeddings.safetensors"
+PROJECTOR_PARTS = ("input_projector", "output_projectors")
 
 
 def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:
     state = {}
-    for prefix in ("input_projector", "output_projectors"):
+    for prefix in PROJECTOR_PARTS:
         for key, value in getattr(model, prefix).state_dict().items():
             state[f"{prefix}.{key}"] = value.detach().contiguous().cpu()
     return state
 
 
-def save_trained_parts(model: nn.Module, folder: str | Path) -> Path:
-    """Write the trained parts to ``folder`` atomically: a crash leaves the old folder or none."""
+def projector_state_of(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The projectors' tensors of a whole model's state dict, as ``projector_state`` gives them."""
+    return {k: v.detach().contiguous().cpu() for k, v in state.items() if k.split(".", 1)[0] in PROJECTOR_PARTS}
+
+
+def save_trained_parts(model: nn.Module, folder: str | Path, state: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write the trained parts to ``folder`` atomically: a crash leaves the old folder or none.
+
+    ``state``: the model's whole state dict, keyed as ``model.state_dict()``, to write instead of the model's own
+    tensors; for a model sharded over processes (FSDP), whose gathered state dict this is.
+    """
     folder = Path(folder)
     with staged_folder(folder) as staging:
-        save_file(projector_state(model), staging / PROJECTORS_FILE)
+        save_file(projector_state(model) if state is None else projector_state_of(state), staging / PROJECTORS_FILE)
         if getattr(model, "trained_embeddings", False):  # loaded from a folder with full matrices: keep them
             weights = embedding_weights(model.llm)
+            if state is not None:
+                names = {id(param): name for name, param in model.named_parameters(remove_duplicate=False)}
+                weights = {key: state[names[id(weight)]] for key, weight in weights.items()}
             save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, staging / EMBEDDINGS_FILE)
         # Not the whole embedding matrices even when the base was resized: the new rows are in the adapter's
         # token deltas, and whole trained matrices in embeddings.safetensors.
-        model.llm.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
+        llm_state = None if state is None else {k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")}
+        model.llm.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False, state_dict=llm_state)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(staging / TOKENIZER_DIR)
         config = OmegaConf.to_container(model.config, resolve=True)
