@@ -41,7 +41,7 @@ from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.parts.decoders import Decoders
 from nextmm.parts.encoder import ImageBindEncoder
-from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer, is_quantized
+from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer, is_quantized, merged_for_inference
 from nextmm.parts.projectors import InputProjector, build_output_projectors
 from nextmm.weights.required import check_weights
 
@@ -106,7 +106,8 @@ class NextMM(nn.Module):
         ``empty=True`` builds the architecture on the meta device: no weights, no memory, for counting.
         None means ``nextmm.DEFAULT_MODEL``. ``offload=True`` (for CUDA) keeps ImageBind and the diffusion
         decoders in CPU memory and moves each to the GPU only while it runs (accelerate hooks), so the GPU
-        holds the LLM plus one other part at a time.
+        holds the LLM plus one other part at a time. ``llm.merge_for_inference=true`` folds the loaded LoRA and token
+        rows into the LLM's weights (a plain LlamaForCausalLM then, for answering; stages refuse it).
         """
         if config is None:
             from nextmm import DEFAULT_MODEL
@@ -144,6 +145,8 @@ class NextMM(nn.Module):
             from nextmm.weights.trained import load_trained_parts
 
             load_trained_parts(model, trained)
+        if cfg.llm.get("merge_for_inference") and not empty:
+            model.llm = merged_for_inference(model.llm)  # after the trained adapter and rows are in; answering only
         if not empty:
             for name, part in model.named_children():
                 if name == "llm" and is_quantized(part):
