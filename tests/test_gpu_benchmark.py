@@ -3,16 +3,22 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_full_size.py"
 
 
-@pytest.mark.slow
-def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
+def load_bench():
     spec = importlib.util.spec_from_file_location("gpu_full_size", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    report = bench.main(["--reduced", "--json", str(tmp_path / "report.json")])
+    return bench
+
+
+@pytest.mark.slow
+def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
+    bench = load_bench()
+    report = bench.main(["--reduced", "--bandwidth", "2e10", "--json", str(tmp_path / "report.json")])
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(report))
     for mode in ("resident", "offload"):
         steps = report[mode]["steps"]
@@ -21,11 +27,47 @@ def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
     training = report["training_step"]
     assert training["tokens_per_s"] > 0 and training["trainable_parameters"] > 0
 
+    decoding = report["decoding"]
+    assert decoding["tokens"] == 16 and decoding["bandwidth_bytes_per_s"] == 2e10
+    assert decoding["llm_weight_bytes"] > 4 * 600_000  # the tiny LLM's float32 weights
+    bound = decoding["bandwidth_bytes_per_s"] / decoding["llm_weight_bytes"]
+    assert decoding["bound_tokens_per_s"] == pytest.approx(bound, abs=0.1)
+    assert set(decoding["options"]) == set(bench.DECODE_OPTIONS)
+    for option in decoding["options"].values():
+        assert option["tokens_per_s"] == pytest.approx(16 / option["llm_s"], rel=1e-2)
+        assert option["fraction_of_bound"] == pytest.approx(option["tokens_per_s"] / bound, rel=1e-2)
+    batches = report["batch_throughput"]
+    assert batches["outputs"] == ["image"] and set(batches["sizes"]) == {"1", "4"}
+    for size, measured in batches["sizes"].items():
+        assert measured["turns_per_min"] == pytest.approx(int(size) / measured["batch_s"] * 60, rel=1e-2)
+    assert report["memory_settings"] is None  # the sweep's place, not yet written
+
+
+def test_bandwidth_comes_from_the_device_name_or_the_override(monkeypatch):
+    bench = load_bench()
+    cuda = torch.device("cuda")
+    for name, rate in [("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H200", 4.8e12), ("NVIDIA A100-SXM4-80GB", 2.0e12),
+                       ("NVIDIA H100 PCIe", None), ("NVIDIA L4", None)]:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device, name=name: name)
+        assert bench.device_bandwidth(cuda, None) == rate
+        assert bench.device_bandwidth(cuda, 1e12) == 1e12
+
+
+def test_a_merged_option_runs_on_a_copy_without_an_earlier_compiled_forward(tiny_model):
+    bench = load_bench()
+    llm = tiny_model.llm
+    llm.get_base_model()._compiled_call = "compiled for the unmerged LLM"
+    try:
+        with bench.decode_option(tiny_model, {"merge_for_inference": True, "kv_cache": "static"}):
+            assert tiny_model.llm is not llm and not hasattr(tiny_model.llm, "_compiled_call")
+            assert tiny_model.config.llm.kv_cache == "static"
+        assert tiny_model.llm is llm and tiny_model.config.llm.kv_cache == "dynamic"
+    finally:
+        del llm.get_base_model()._compiled_call
+
 
 def test_random_weights_config_drops_every_weights_path():
-    spec = importlib.util.spec_from_file_location("gpu_full_size", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench()
     cfg = bench.random_weights_config("nextgpt_7b")
     assert cfg.llm.path is None and cfg.llm.tokenizer is None and cfg.encoder.checkpoint is None
     assert cfg.trained is None and all(cfg.decoders[m].path is None for m in ("image", "audio", "video"))
