@@ -16,7 +16,7 @@ def load_bench():
 
 
 @pytest.mark.slow
-def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
+def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path, tiny_model):
     bench = load_bench()
     report = bench.main(["--reduced", "--bandwidth", "2e10", "--json", str(tmp_path / "report.json")])
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(report))
@@ -29,7 +29,7 @@ def test_reduced_mode_measures_every_step_with_and_without_offload(tmp_path):
 
     decoding = report["decoding"]
     assert decoding["tokens"] == 16 and decoding["bandwidth_bytes_per_s"] == 2e10
-    assert decoding["llm_weight_bytes"] > 4 * 600_000  # the tiny LLM's float32 weights
+    assert decoding["llm_weight_bytes"] == sum(4 * p.numel() for p in tiny_model.llm.parameters())  # float32
     bound = decoding["bandwidth_bytes_per_s"] / decoding["llm_weight_bytes"]
     assert decoding["bound_tokens_per_s"] == pytest.approx(bound, abs=0.1)
     assert set(decoding["options"]) == set(bench.DECODE_OPTIONS)
