@@ -158,3 +158,29 @@ def test_a_stage_refuses_a_merged_llm():
     cfg = OmegaConf.create({"model": {"llm": {"quantize": None, "merge_for_inference": True}}})
     with pytest.raises(ConfigError, match="set model.llm.merge_for_inference=false"):
         train_stage(cfg, "modality_switching", dataset_for=None, loss_for=None)
+
+
+def test_signal_completion_forces_what_the_run_rules_force(tiny_model):
+    """The device-side lookup against nextmm.inference.signals.next_signal_token, over random answers that start
+    runs often (first signal tokens favoured), a batch of rows at once."""
+    from nextmm.inference.conversation import SignalCompletion
+    from nextmm.inference.signals import next_signal_token
+
+    ids, vocab = tiny_model.signal_ids, len(tiny_model.tokenizer)
+    processor = SignalCompletion(ids)
+    generator = torch.Generator().manual_seed(0)
+    answers = torch.zeros(8, 0, dtype=torch.long)
+    forced_seen = 0
+    for _ in range(60):
+        scores = torch.rand(8, vocab, generator=generator)
+        scores[:, [run[0] for run in ids.values()]] += 0.97
+        scores = processor(answers, scores)
+        for row, answer in enumerate(answers.tolist()):
+            forced = next_signal_token(answer, ids)
+            if forced is not None:
+                forced_seen += 1
+                assert scores[row].argmax().item() == forced and torch.isinf(scores[row]).sum() == vocab - 1
+            else:
+                assert not any(torch.isfinite(scores[row, run[1:]]).any() for run in ids.values())
+        answers = torch.cat([answers, scores.argmax(dim=1, keepdim=True)], dim=1)
+    assert forced_seen > 100

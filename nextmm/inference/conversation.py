@@ -137,21 +137,27 @@ class Turn:
 class SignalCompletion(LogitsProcessor):
     """Once a modality's first signal token is generated, force the rest of its run in order; a signal
     token out of order is never sampled. Generated runs are therefore complete unless the token budget
-    ends inside one (the caller completes those)."""
+    ends inside one (the caller completes those).
+
+    As only the token before it can start or continue a run (the others are banned), the forced token is a lookup
+    of each row's last token, done on the device: no step waits for the GPU to hand the ids over."""
 
     def __init__(self, signal_ids: dict[str, list[int]]):
-        self.signal_ids = signal_ids
-        self.window = max(len(ids) for ids in signal_ids.values())  # an open run started within this many tokens
+        self.follows = {run[k]: run[k + 1] for run in signal_ids.values() for k in range(len(run) - 1)}
         self.banned = torch.tensor([i for ids in signal_ids.values() for i in ids[1:]])
+        self.next_of: torch.Tensor | None = None  # (V,): the id forced after each id, -1 for none
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores[:, self.banned.to(scores.device)] = -float("inf")
-        for row, ids in enumerate(input_ids.tolist()):
-            forced = next_signal_token(ids[-self.window :], self.signal_ids)
-            if forced is not None:
-                scores[row] = -float("inf")
-                scores[row, forced] = 0.0
-        return scores
+        if input_ids.shape[1] == 0:
+            return scores
+        if self.next_of is None or self.next_of.shape[0] != scores.shape[1] or self.next_of.device != scores.device:
+            self.next_of = torch.full((scores.shape[1],), -1, dtype=torch.long)
+            self.next_of[list(self.follows)] = torch.tensor(list(self.follows.values()))
+            self.next_of = self.next_of.to(scores.device)
+        forced = self.next_of[input_ids[:, -1]]  # (B,)
+        only_forced = torch.full_like(scores, -float("inf")).scatter_(1, forced.clamp(min=0)[:, None], 0.0)
+        return torch.where((forced >= 0)[:, None], only_forced, scores)
 
 
 class LastLayerStates:
