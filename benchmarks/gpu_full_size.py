@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import StopStringCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList, StopStringCriteria
 
 from nextmm.cli import quiet_libraries
 from nextmm.cli.inspect import stage_parts

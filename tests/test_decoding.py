@@ -89,6 +89,9 @@ def test_static_cache_is_used_and_answers_match(tiny_model, monkeypatch):
     got = answers(static, monkeypatch, prompts=PROMPTS[:1])  # a batch of one continues on the cache in _collect
     assert isinstance(seen["past_key_values"], StaticCache) and seen["disable_compile"]
     assert_same_answers(got, answers(tiny_model, monkeypatch, prompts=PROMPTS[:1]))
+    first = seen["past_key_values"]
+    assert_same_answers(answers(static, monkeypatch, prompts=PROMPTS[:1]), got)  # on the same cache, emptied
+    assert seen["past_key_values"] is first
     assert_same_answers(answers(static, monkeypatch), answers(tiny_model, monkeypatch))
 
 

@@ -263,7 +263,8 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
     # 2. think
     start = time.perf_counter()
     longest_run = max(len(ids) for ids in model.signal_ids.values())  # room in a static cache for _collect's forward
-    cache = decoding_cache(model.llm, model.config.llm, inputs_embeds.shape[1] + max_new_tokens + longest_run + 1)
+    cache = decoding_cache(model.llm, model.config.llm, len(conversations),
+                           inputs_embeds.shape[1] + max_new_tokens + longest_run + 1)
     compile_config = decoding_compile_config(model.config.llm, model.device)
     with (tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar,
           LastLayerStates(model.llm) as states):
@@ -354,9 +355,10 @@ def _collect(model, out, steps: list[torch.Tensor], row: int, prompt_embeds: tor
              settings: GenerationSettings):
     """One answer of the batch: (its tokens, the last-layer state (H,) of each, the modalities appended).
 
-    The states of tokens 0..n-2 come from generation (``steps``: LastLayerStates' (B, H) per step); the last token and any signal tokens still missing (a run
-    cut short, a modality asked for or claimed in words) go through one more forward: on the generation's cache
-    for a batch of one, over the whole answer otherwise (the cache's other rows ran on past their answers' end).
+    The states of tokens 0..n-2 come from generation (``steps``: LastLayerStates' (B, H) per step); the last token
+    and any signal tokens still missing (a run cut short, a modality asked for or claimed in words) go through one
+    more forward: on the generation's cache for a batch of one, over the whole answer otherwise (the cache's other
+    rows ran on past their answers' end).
     """
     generated = out.sequences[row].tolist()
     while len(generated) > 1 and generated[-1] == model.tokenizer.pad_token_id:  # a row that finished early

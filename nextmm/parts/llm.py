@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import string
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -250,12 +251,24 @@ def final_norm(llm: torch.nn.Module) -> torch.nn.Module:
     return base.get_decoder().norm
 
 
-def decoding_cache(llm: torch.nn.Module, cfg: Mapping, max_length: int) -> StaticCache | None:
-    """With ``llm.kv_cache=static``: a KV cache allocated once for ``max_length`` positions, rounded up to a multiple
-    of 256 so that prompts of similar length share one compiled graph. None: generate grows its own dynamic cache."""
+_static_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LLM -> ((batch, length), its StaticCache)
+
+
+def decoding_cache(llm: torch.nn.Module, cfg: Mapping, batch_size: int, max_length: int) -> StaticCache | None:
+    """With ``llm.kv_cache=static``: a KV cache of ``max_length`` positions rounded up to a multiple of 256, so that
+    prompts of similar length share one compiled graph; the LLM's previous one, emptied, when the batch size and
+    length are the same (its tensors keep their addresses, which CUDA graphs rely on). None: generate grows its own
+    dynamic cache."""
     if cfg.get("kv_cache") != "static":
         return None
-    return StaticCache(config=llm.config, max_cache_len=-(-max_length // 256) * 256)
+    shape = (batch_size, -(-max_length // 256) * 256)
+    kept = _static_caches.get(llm)
+    if kept is not None and kept[0] == shape:
+        kept[1].reset()
+        return kept[1]
+    cache = StaticCache(config=llm.config, max_cache_len=shape[1])
+    _static_caches[llm] = (shape, cache)
+    return cache
 
 
 def decoding_compile_config(cfg: Mapping, device: torch.device) -> CompileConfig | None:
