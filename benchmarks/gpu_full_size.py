@@ -1,38 +1,71 @@
-"""Full-size NExT-GPT on a GPU with random weights: memory and latency of a turn, and a training step.
+"""Full-size NExT-GPT on a GPU with random weights: memory and latency of a turn, LLM decoding, batched turns and a
+training step.
 
-    python benchmarks/gpu_full_size.py                      # nextgpt_7b on CUDA, fp16, with and without offload
+    python benchmarks/gpu_full_size.py                      # nextgpt_7b on CUDA, fp16, under every memory= setting
     python benchmarks/gpu_full_size.py --reduced            # the tiny model on CPU (what the tests run)
 
 Nothing is downloaded: every part is built from the architecture in nextmm/conf/ and initialised randomly on
 the device. Reported per step of a text -> text + image + audio + video turn: latency and peak memory
-(CUDA only), once with everything resident and once with ImageBind and the decoders offloaded to CPU
-memory between uses. Then one modality-switching training step (LoRA + projectors + new token rows):
+(CUDA only), under each memory= setting (--memory; nextmm.inference.memory), beside the planner's estimate; the
+quantized settings load a random LLM saved to a temporary folder, as bitsandbytes quantizes weights on loading.
+Then one modality-switching training step (LoRA + projectors + new token rows):
 tokens/s and model FLOPs utilisation, counting 2·N·T FLOPs for the forward and 2·N·T for the backward
 through the frozen weights (activation gradients only), plus 2·N_trainable·T for the weight gradients.
+
+Decoding: tokens/s of the LLM step of a batch-1 turn forced to --decode-tokens new tokens (128; the turn-end stop and
+EOS are held off), for each decoding option (DECODE_OPTIONS), against the bandwidth bound: a decoding step reads every
+LLM weight once, so at most bandwidth / weight bytes tokens/s (BANDWIDTH, or --bandwidth). Batched turns: turns per
+minute through generate_turns at --batch-sizes, every answer rendering the --batch-outputs media at --steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import json
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
 
 from nextmm.cli import quiet_libraries
 from nextmm.cli.inspect import stage_parts
 from nextmm.config import load_model_config
-from nextmm.inference.conversation import Conversation
+from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns
+from nextmm.inference.memory import LADDER, GiB, MemoryPlan, estimate_peak, part_sizes
+from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
 from nextmm.model import NextMM
 from nextmm.parts.decoders import build_pipeline
+from nextmm.parts.llm import is_quantized, merged_for_inference
 from nextmm.training.trainable import set_trainable
 
 # Dense bf16/fp16 tensor throughput, for model FLOPs utilisation.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Memory bandwidth in bytes/s, for decoding's bound: (words every one of which the device name holds, bandwidth).
+BANDWIDTH = [(("H200",), 4.8e12), (("H100", "HBM3"), 3.35e12), (("A100", "80GB"), 2.0e12)]  # H100 SXM: HBM3
+# Decoding options: what each sets of model.config.llm, and whether generate also keeps every layer's states at every
+# step (the answering path before issue 28: output_hidden_states=True).
+DECODE_OPTIONS = {
+    "all_layers_states": ({}, True),
+    "last_layer_states": ({}, False),
+    "static_cache_compile": ({"kv_cache": "static", "compile": True}, False),
+    "merged": ({"merge_for_inference": True}, False),
+    "merged_static_cache_compile": ({"merge_for_inference": True, "kv_cache": "static", "compile": True}, False),
+}
+BATCH_PROMPTS = ("surf vlog", "a picture of the beach", "the sound of rain", "a video of the city at night",
+                 "show me a forest", "let me hear the sea", "snow on the mountains", "a desert at noon")
 
 
 def random_weights_config(name: str):
@@ -54,18 +87,24 @@ def default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def build(cfg, device: torch.device, dtype: torch.dtype, offload: bool) -> NextMM:
-    """Random weights, initialised on the device itself (CPU init of 10 B parameters takes minutes)."""
+def build(cfg, device: torch.device, dtype: torch.dtype, plan: MemoryPlan) -> NextMM:
+    """Random weights, initialised on the device itself (CPU init of 10 B parameters takes minutes), placed as
+    ``plan`` says (a quantized plan loads the LLM from ``cfg.llm.path``: see saved_random_llm)."""
     with torch.device(device), default_dtype(dtype):
-        model = NextMM.from_config(cfg, device=device, dtype=dtype, memory="offload" if offload else "resident")
-        for modality in MODALITIES:
-            pipe = build_pipeline(modality, cfg.decoders[modality], dtype=dtype)
-            if offload and device.type == "cuda":
-                pipe.enable_model_cpu_offload(device=device)
-            else:
-                pipe.to(device)
-            model.decoders.use(modality, pipe)
+        model = NextMM.from_config(cfg, device=device, dtype=dtype, memory=plan)
+        for modality in MODALITIES:  # built here on the device; use() offloads them as the plan says
+            model.decoders.use(modality, build_pipeline(modality, cfg.decoders[modality], dtype=dtype))
     return model
+
+
+def saved_random_llm(cfg, device: torch.device, dtype: torch.dtype, folder: Path) -> Path:
+    """The LLM's architecture with random weights, saved as a transformers folder (the format Vicuna comes in), for
+    the quantized settings: bitsandbytes quantizes weights as they load."""
+    with torch.device(device), default_dtype(dtype):
+        llm = LlamaForCausalLM(LlamaConfig(**OmegaConf.to_container(cfg.llm.architecture)))
+    llm.save_pretrained(folder)
+    del llm
+    return folder
 
 
 class StepMeter:
@@ -153,6 +192,144 @@ def bench_training_step(model: NextMM, device: torch.device, args) -> dict:
     }
 
 
+def device_bandwidth(device: torch.device, override: float | None) -> float | None:
+    """Bytes/s the device's memory moves: ``override``, else BANDWIDTH's entry for the device's name, else None."""
+    if override is not None:
+        return override
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return next((rate for words, rate in BANDWIDTH if all(w in name for w in words)), None)
+
+
+@contextlib.contextmanager
+def forced_length(model: NextMM, tokens: int, all_layers: bool, seen: list):
+    """generate as a turn calls it, but writing ``tokens`` new tokens whatever it writes (EOS held off by
+    min_new_tokens, the turn-end stop dropped); ``all_layers`` also keeps every layer's states at every step, as
+    the answering path did before. The number of new tokens of each call goes to ``seen``."""
+    generate = model.llm.generate
+
+    def forced(**kwargs):
+        kwargs["min_new_tokens"] = kwargs["max_new_tokens"] = tokens
+        kwargs["stopping_criteria"] = StoppingCriteriaList(
+            [c for c in kwargs["stopping_criteria"] if not isinstance(c, StopStringCriteria)])
+        out = generate(**kwargs, **({"output_hidden_states": True} if all_layers else {}))
+        seen.append(out.sequences.shape[1])  # with inputs_embeds, sequences hold the new tokens only
+        return out
+
+    model.llm.generate = forced
+    try:
+        yield
+    finally:
+        del model.llm.generate  # the instance attribute goes; the method shows again
+
+
+@contextlib.contextmanager
+def decode_option(model: NextMM, settings: dict):
+    """The model answering with ``settings`` of model.config.llm; a merge is made on a copy of the LLM, kept for
+    the option's runs only (the model keeps its adapter for the other sections)."""
+    llm_cfg, llm = model.config.llm, model.llm
+    before = {key: llm_cfg.get(key) for key in settings}
+    for key, value in settings.items():
+        llm_cfg[key] = value
+    if settings.get("merge_for_inference"):
+        model.llm = merged_for_inference(copy.deepcopy(llm))
+        # a deep copy keeps the compiled forward of an earlier option, which still calls the unmerged LLM
+        vars(model.llm).pop("_compiled_call", None)
+    try:
+        yield
+    finally:
+        model.llm = llm
+        for key, value in before.items():
+            llm_cfg[key] = value
+
+
+def bench_decoding(model: NextMM, device: torch.device, args) -> dict:
+    """Batch-1 decoding of ``args.decode_tokens`` tokens for each decoding option: tokens/s (median of
+    ``args.decode_repeats`` runs after one warm-up, which also compiles) against the bandwidth bound."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.llm.parameters())
+    bandwidth = device_bandwidth(device, args.bandwidth)
+    bound = None if bandwidth is None else bandwidth / weight_bytes
+    settings = GenerationSettings(progress=False, render=False, max_new_tokens=args.decode_tokens)
+    conversation = [[Message("user", "surf vlog")]]
+    report = {"tokens": args.decode_tokens, "batch": 1, "llm_weight_bytes": weight_bytes, "bandwidth_bytes_per_s":
+              bandwidth, "bound_tokens_per_s": None if bound is None else round(bound, 1), "options": {}}
+    for name in args.decode_options:
+        changes, all_layers = DECODE_OPTIONS[name]
+        seen: list[int] = []
+        with decode_option(model, changes), forced_length(model, args.decode_tokens, all_layers, seen):
+            start = time.perf_counter()
+            generate_turns(model, conversation, settings)  # warm-up (and compilation)
+            warm_up = time.perf_counter() - start
+            seconds = []
+            for _ in range(args.decode_repeats):
+                turn = generate_turns(model, conversation, settings)[0]
+                seconds.append(turn.timings_s["llm"])
+        if set(seen) != {args.decode_tokens}:
+            raise RuntimeError(f"{name}: generate wrote {seen} tokens, not {args.decode_tokens}")
+        rate = args.decode_tokens / statistics.median(seconds)
+        report["options"][name] = {"llm_s": round(statistics.median(seconds), 4), "tokens_per_s": round(rate, 2),
+                                   "fraction_of_bound": None if bound is None else round(rate / bound, 4),
+                                   "warm_up_s": round(warm_up, 2)}
+    return report
+
+
+def bench_batch_throughput(model: NextMM, args) -> dict:
+    """Turns per minute through generate_turns at each of ``args.batch_sizes``: one warm-up batch, then
+    ``args.batch_repeats`` timed batches, every answer rendering ``args.batch_outputs`` at ``args.steps``."""
+    settings = GenerationSettings(progress=False, max_new_tokens=args.tokens, outputs=list(args.batch_outputs),
+                                  num_inference_steps=args.steps, num_frames=args.frames)
+    report = {"max_new_tokens": args.tokens, "outputs": list(args.batch_outputs), "num_inference_steps": args.steps,
+              "num_frames": args.frames, "sizes": {}}
+    for size in args.batch_sizes:
+        batch = [[Message("user", BATCH_PROMPTS[i % len(BATCH_PROMPTS)])] for i in range(size)]
+        generate_turns(model, batch, settings)  # warm-up: this batch size's kernels and memory
+        seconds = []
+        for _ in range(args.batch_repeats):
+            start = time.perf_counter()
+            turns = generate_turns(model, batch, settings)
+            seconds.append(time.perf_counter() - start)
+            if any(sorted(m for m, _ in t.outputs) != sorted(args.batch_outputs) for t in turns):
+                raise RuntimeError(f"batch {size}: an answer lacks some of {args.batch_outputs}")
+        report["sizes"][str(size)] = {"batch_s": round(statistics.median(seconds), 3),
+                                      "turns_per_min": round(size / statistics.median(seconds) * 60, 1)}
+    return report
+
+
+def bench_memory_settings(cfg, device: torch.device, dtype: torch.dtype, args, resident: dict) -> dict:
+    """Each ``memory=`` setting of ``args.memory`` (nextmm.inference.memory.LADDER's names): the turn of bench_turn,
+    its measured peak (the largest step's, CUDA only) beside the planner's estimate for the run's sizes, and the
+    build time. ``resident``: the resident setting's turn, measured already."""
+    sizes = part_sizes(cfg)
+    decoders = copy.deepcopy(cfg.decoders)
+    decoders.video.num_frames = args.frames
+    element_bytes = torch.tensor([], dtype=dtype).element_size()
+    plans = {plan.name: plan for plan in LADDER}
+    report = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.memory:
+            plan = plans[name]
+            if plan.name == "resident":
+                turn = {**resident, "llm_quantized": False}
+            else:
+                plan_cfg = copy.deepcopy(cfg)
+                if plan.quantize is not None:
+                    folder = Path(scratch) / "llm"
+                    if not folder.is_dir():
+                        saved_random_llm(cfg, device, dtype, folder)
+                    plan_cfg.llm.path = str(folder)
+                start = time.perf_counter()
+                model = build(plan_cfg, device, dtype, plan)
+                turn = {"build_s": round(time.perf_counter() - start, 1), **bench_turn(model, device, args),
+                        "llm_quantized": is_quantized(model.llm)}
+                del model
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            peaks = [step["peak_gib"] for step in turn["steps"].values() if step["peak_gib"] is not None]
+            estimate = estimate_peak(sizes, plan, decoders, element_bytes=element_bytes)["turn"] / GiB
+            report[name] = {**turn, "measured_peak_gib": max(peaks) if peaks else None,
+                            "estimated_peak_gib": round(estimate, 4)}
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reduced", action="store_true", help="tiny model on CPU, small sizes (for tests)")
@@ -164,27 +341,39 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--decode-tokens", type=int, default=128, help="new tokens of the decoding runs (forced)")
+    parser.add_argument("--decode-repeats", type=int, default=3)
+    parser.add_argument("--decode-options", nargs="+", default=list(DECODE_OPTIONS), choices=list(DECODE_OPTIONS))
+    parser.add_argument("--bandwidth", type=float, help="the device's memory bandwidth in bytes/s (default: BANDWIDTH)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--batch-repeats", type=int, default=2)
+    parser.add_argument("--batch-outputs", nargs="+", default=["image"], choices=list(MODALITIES))
+    parser.add_argument("--memory", nargs="+", default=[plan.name for plan in LADDER],
+                        choices=[plan.name for plan in LADDER], help="the memory= settings to measure a turn under")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     if args.reduced:
         args.model, args.dtype, args.tokens, args.steps, args.frames = "tiny", "float32", 4, 1, 8
         args.batch, args.length, args.train_steps = 2, 16, 1
+        args.decode_tokens, args.decode_repeats, args.batch_sizes, args.batch_repeats = 16, 1, [1, 4], 1
     quiet_libraries()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.reduced else "cpu")
     dtype = getattr(torch, args.dtype)
     cfg = random_weights_config(args.model)
+    if args.reduced:  # bitsandbytes' CPU 4-bit kernel takes widths in blocks of 64, as Vicuna's are
+        cfg.llm.architecture.intermediate_size = 128
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "model": args.model, "dtype": args.dtype}
-    for offload in (False, True):
-        start = time.perf_counter()
-        model = build(cfg, device, dtype, offload)
-        key = "offload" if offload else "resident"
-        report[key] = {"build_s": round(time.perf_counter() - start, 1), **bench_turn(model, device, args)}
-        if not offload:
-            report["training_step"] = bench_training_step(model, device, args)
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    start = time.perf_counter()
+    model = build(cfg, device, dtype, MemoryPlan("resident"))
+    resident = {"build_s": round(time.perf_counter() - start, 1), **bench_turn(model, device, args)}
+    report["decoding"] = bench_decoding(model, device, args)
+    report["batch_throughput"] = bench_batch_throughput(model, args)
+    report["training_step"] = bench_training_step(model, device, args)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    report["memory_settings"] = bench_memory_settings(cfg, device, dtype, args, resident)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

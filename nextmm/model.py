@@ -43,7 +43,7 @@ from nextmm.inference.signals import find_signal_spans
 from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.parts.decoders import Decoders
 from nextmm.parts.encoder import ImageBindEncoder
-from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer, is_quantized
+from nextmm.parts.llm import added_tokens, build_llm, build_tokenizer, is_quantized, merged_for_inference
 from nextmm.parts.projectors import InputProjector, build_output_projectors
 from nextmm.weights.required import check_weights
 
@@ -113,6 +113,8 @@ class NextMM(nn.Module):
         while it runs, the VAEs decoding in slices and tiles), sequential (the decoders' models moved one layer at
         a time), or auto: the first of these, with the LLM quantized if need be, whose estimated peak fits the
         free GPU memory or ``memory_limit`` (GiB, or a size such as "12GiB"). The plan is ``model.memory``.
+        ``llm.merge_for_inference=true`` folds the loaded LoRA and token rows into the LLM's weights (a plain
+        LlamaForCausalLM then, for answering; stages refuse it).
         """
         if config is None:
             from nextmm import DEFAULT_MODEL
@@ -159,6 +161,8 @@ class NextMM(nn.Module):
             from nextmm.weights.trained import load_trained_parts
 
             load_trained_parts(model, trained)
+        if cfg.llm.get("merge_for_inference") and not empty:
+            model.llm = merged_for_inference(model.llm)  # after the trained adapter and rows are in; answering only
         if not empty:
             for name, part in model.named_children():
                 if name == "llm" and is_quantized(part):

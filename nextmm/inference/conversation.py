@@ -2,7 +2,8 @@
 
 A turn is a numbered sequence of plain steps:
     1. encode: the conversation (text and media) becomes LLM input embeddings
-    2. think: the LLM generates with its KV cache; signal runs are completed as they start
+    2. think: the LLM generates with its KV cache; signal runs are completed as they start, and a hook on its final
+       norm keeps each step's last-layer state (not every layer's at every step)
     3. collect: last-layer states of every generated token, from generation plus one cached forward
     4. project: each signal run's states -> its decoder's conditioning
     5. decode: the diffusion decoders render the media (skipped with render=False)
@@ -43,6 +44,7 @@ from nextmm.inference.prompt import (
 )
 from nextmm.inference.signals import find_signal_spans, next_signal_token
 from nextmm.modality import MODALITIES, check_modality
+from nextmm.parts.llm import decoding_cache, decoding_compile_config, final_norm
 from nextmm.parts.preprocess import audio_tensor, image_tensor, load_media, video_tensor
 
 log = logging.getLogger(__name__)
@@ -135,21 +137,49 @@ class Turn:
 class SignalCompletion(LogitsProcessor):
     """Once a modality's first signal token is generated, force the rest of its run in order; a signal
     token out of order is never sampled. Generated runs are therefore complete unless the token budget
-    ends inside one (the caller completes those)."""
+    ends inside one (the caller completes those).
+
+    As only the token before it can start or continue a run (the others are banned), the forced token is a lookup
+    of each row's last token, done on the device: no step waits for the GPU to hand the ids over."""
 
     def __init__(self, signal_ids: dict[str, list[int]]):
-        self.signal_ids = signal_ids
-        self.window = max(len(ids) for ids in signal_ids.values())  # an open run started within this many tokens
+        self.follows = {run[k]: run[k + 1] for run in signal_ids.values() for k in range(len(run) - 1)}
         self.banned = torch.tensor([i for ids in signal_ids.values() for i in ids[1:]])
+        self.next_of: torch.Tensor | None = None  # (V,): the id forced after each id, -1 for none
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores[:, self.banned.to(scores.device)] = -float("inf")
-        for row, ids in enumerate(input_ids.tolist()):
-            forced = next_signal_token(ids[-self.window :], self.signal_ids)
-            if forced is not None:
-                scores[row] = -float("inf")
-                scores[row, forced] = 0.0
-        return scores
+        if input_ids.shape[1] == 0:
+            return scores
+        if self.next_of is None or self.next_of.shape[0] != scores.shape[1] or self.next_of.device != scores.device:
+            self.next_of = torch.full((scores.shape[1],), -1, dtype=torch.long)
+            self.next_of[list(self.follows)] = torch.tensor(list(self.follows.values()))
+            self.next_of = self.next_of.to(scores.device)
+        forced = self.next_of[input_ids[:, -1]]  # (B,)
+        only_forced = torch.full_like(scores, -float("inf")).scatter_(1, forced.clamp(min=0)[:, None], 0.0)
+        return torch.where((forced >= 0)[:, None], only_forced, scores)
+
+
+class LastLayerStates:
+    """While active, keeps the LLM's last-layer state (B, H) at the last position of each forward: the final norm's
+    output, which is what ``hidden_states[-1][:, -1]`` holds with ``output_hidden_states=True``, without generate
+    keeping every layer's states at every step. Entry i is the state of the token read at step i (i = 0: the
+    prompt's last)."""
+
+    def __init__(self, llm: torch.nn.Module):
+        self.norm = final_norm(llm)
+        self.steps: list[torch.Tensor] = []
+
+    def __enter__(self) -> LastLayerStates:
+        self.handle = self.norm.register_forward_hook(self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+    @torch.compiler.disable  # runs outside a compiled step, so the copy is taken before a CUDA graph reuses its output
+    def _record(self, module, inputs, output: torch.Tensor) -> None:
+        self.steps.append(output[:, -1].clone())  # (B, T, H) -> (B, H)
 
 
 class _Progress(LogitsProcessor):
@@ -232,7 +262,12 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
 
     # 2. think
     start = time.perf_counter()
-    with tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar:
+    longest_run = max(len(ids) for ids in model.signal_ids.values())  # room in a static cache for _collect's forward
+    cache = decoding_cache(model.llm, model.config.llm, len(conversations),
+                           inputs_embeds.shape[1] + max_new_tokens + longest_run + 1)
+    compile_config = decoding_compile_config(model.config.llm, model.device)
+    with (tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar,
+          LastLayerStates(model.llm) as states):
         out = model.llm.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -246,7 +281,9 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
             pad_token_id=model.tokenizer.pad_token_id,
             eos_token_id=model.tokenizer.eos_token_id,
             use_cache=True,
-            output_hidden_states=True,
+            past_key_values=cache,
+            compile_config=compile_config,
+            disable_compile=compile_config is None,  # a static cache alone is not compiled (transformers would on CUDA)
             return_dict_in_generate=True,
         )
     timings["llm"] = time.perf_counter() - start
@@ -255,7 +292,7 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
 
     # 3. collect each answer's tokens and their last-layer states
     start = time.perf_counter()
-    answers = [_collect(model, out, row, batch.inputs_embeds[row, :length], settings)
+    answers = [_collect(model, out, states.steps, row, batch.inputs_embeds[row, :length], settings)
                for row, length in enumerate(prompt_lengths)]
     timings["collect"] = time.perf_counter() - start
 
@@ -315,12 +352,14 @@ def _left_padded(embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
             torch.stack([row.roll(shift, dims=0) for row, shift in zip(mask, shifts)]))
 
 
-def _collect(model, out, row: int, prompt_embeds: torch.Tensor, settings: GenerationSettings):
+def _collect(model, out, steps: list[torch.Tensor], row: int, prompt_embeds: torch.Tensor,
+             settings: GenerationSettings):
     """One answer of the batch: (its tokens, the last-layer state (H,) of each, the modalities appended).
 
-    The states of tokens 0..n-2 come from generation; the last token and any signal tokens still missing (a run
-    cut short, a modality asked for or claimed in words) go through one more forward: on the generation's cache
-    for a batch of one, over the whole answer otherwise (the cache's other rows ran on past their answers' end).
+    The states of tokens 0..n-2 come from generation (``steps``: LastLayerStates' (B, H) per step); the last token
+    and any signal tokens still missing (a run cut short, a modality asked for or claimed in words) go through one
+    more forward: on the generation's cache for a batch of one, over the whole answer otherwise (the cache's other
+    rows ran on past their answers' end).
     """
     generated = out.sequences[row].tolist()
     while len(generated) > 1 and generated[-1] == model.tokenizer.pad_token_id:  # a row that finished early
@@ -330,7 +369,7 @@ def _collect(model, out, row: int, prompt_embeds: torch.Tensor, settings: Genera
         wanted.update(claimed_media(_clean_text(model, generated)))
     tail = _completion(model, generated, wanted)
     forced = {span.modality for span in find_signal_spans(tail, model.signal_ids)}
-    states = [step[-1][row, -1] for step in out.hidden_states[1 : len(generated)]]  # (H,) each
+    states = [step[row] for step in steps[1 : len(generated)]]  # (H,) each
     signal_ids = {i for ids in model.signal_ids.values() for i in ids}
     if not tail and generated[-1] not in signal_ids:
         return generated, states, forced

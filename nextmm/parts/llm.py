@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import string
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (
     AutoTokenizer,
     BitsAndBytesConfig,
+    CompileConfig,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaTokenizer,
     PreTrainedTokenizerBase,
+    StaticCache,
 )
 
 from nextmm.config import resolve_path
@@ -132,6 +135,8 @@ def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, 
             "*.safetensors; see docs/real_weights.md)"
         )
     quantization = quantization_config(cfg.get("quantize"), dtype)
+    attention = attention_implementation(cfg.get("attn_implementation"))
+    check_decoding_options(cfg)
     if quantization is not None and not path:
         raise ConfigError(f"llm.quantize={cfg.get('quantize')} quantizes pretrained weights: set llm.path to the "
                           "LLM's folder (a model built at random has none), or llm.quantize=null")
@@ -145,6 +150,8 @@ def build_llm(cfg: Mapping, vocab_size: int, trainable_token_ids: list[int], *, 
             model = LlamaForCausalLM.from_pretrained(path)
         else:
             model = LlamaForCausalLM(LlamaConfig(**cfg["architecture"]))
+        if attention is not None:
+            model.set_attn_implementation(attention)
         return _adapt(model, cfg, vocab_size, trainable_token_ids)
 
 
@@ -193,3 +200,83 @@ def _adapt(model: LlamaForCausalLM, cfg: Mapping, vocab_size: int, token_ids: li
 
 def _is_meta(model: torch.nn.Module) -> bool:
     return next(model.parameters()).device.type == "meta"
+
+
+# ------------------------------------------------------------------------------------- answering faster
+# Options of the answering path (nextmm.inference.conversation), each off unless set: none changes what training does.
+ATTENTION_KINDS = {"eager": None, "sdpa": None, "flash_attention_2": "flash_attn"}  # kind -> the package it needs
+KV_CACHES = ("dynamic", "static")
+
+
+def attention_implementation(kind: str | None) -> str | None:
+    """``llm.attn_implementation``: eager, sdpa (PyTorch's fused attention; transformers' default) or
+    flash_attention_2 (the flash-attn package, CUDA, fp16/bf16); None keeps transformers' default."""
+    if kind is None:
+        return None
+    if kind not in ATTENTION_KINDS:
+        raise ConfigError(f"llm.attn_implementation={kind}: give {', '.join(ATTENTION_KINDS)} or null")
+    package = ATTENTION_KINDS[kind]
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"llm.attn_implementation={kind} needs the {package} package (CUDA): pip install "
+                          f"{package.replace('_', '-')}, or set llm.attn_implementation=sdpa")
+    return kind
+
+
+def check_decoding_options(cfg: Mapping) -> None:
+    """``llm.kv_cache`` (dynamic | static), ``llm.compile`` and ``llm.merge_for_inference`` (true | false): one
+    line naming a bad value or combination."""
+    kv_cache, compile_, merge = cfg.get("kv_cache"), cfg.get("compile"), cfg.get("merge_for_inference")
+    if kv_cache is not None and kv_cache not in KV_CACHES:
+        raise ConfigError(f"llm.kv_cache={kv_cache}: give {' or '.join(KV_CACHES)}")
+    for key, value in (("compile", compile_), ("merge_for_inference", merge)):
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"llm.{key}={value}: give true or false")
+    if compile_ and kv_cache != "static":
+        raise ConfigError("llm.compile=true compiles decoding over a cache of fixed shape: set llm.kv_cache=static "
+                          "too (transformers compiles only static caches)")
+    if merge and cfg.get("quantize") is not None:
+        raise ConfigError(f"llm.merge_for_inference=true cannot merge LoRA into {cfg.get('quantize')} weights "
+                          "without rounding them again: set llm.quantize=null or llm.merge_for_inference=false")
+
+
+def merged_for_inference(llm: PeftModel) -> LlamaForCausalLM:
+    """The LLM with LoRA and the trained token rows folded into its weights (peft's merge_and_unload): the same
+    function without the adapter's extra matrix products, for answering only. Rounding differs in the last bits."""
+    return llm.merge_and_unload()
+
+
+def final_norm(llm: torch.nn.Module) -> torch.nn.Module:
+    """The LLM's last layer norm: its output at each position is the last-layer state hidden_states[-1]."""
+    base = llm.get_base_model() if isinstance(llm, PeftModel) else llm
+    return base.get_decoder().norm
+
+
+_static_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # LLM -> ((batch, length), its StaticCache)
+
+
+def decoding_cache(llm: torch.nn.Module, cfg: Mapping, batch_size: int, max_length: int) -> StaticCache | None:
+    """With ``llm.kv_cache=static``: a KV cache of ``max_length`` positions rounded up to a multiple of 256, so that
+    prompts of similar length share one compiled graph; the LLM's previous one, emptied, when the batch size and
+    length are the same (its tensors keep their addresses, which CUDA graphs rely on). None: generate grows its own
+    dynamic cache."""
+    if cfg.get("kv_cache") != "static":
+        return None
+    shape = (batch_size, -(-max_length // 256) * 256)
+    kept = _static_caches.get(llm)
+    if kept is not None and kept[0] == shape:
+        kept[1].reset()
+        return kept[1]
+    cache = StaticCache(config=llm.config, max_cache_len=shape[1])
+    _static_caches[llm] = (shape, cache)
+    return cache
+
+
+def decoding_compile_config(cfg: Mapping, device: torch.device) -> CompileConfig | None:
+    """With ``llm.compile=true``: how generate compiles the decoding step (transformers' auto-compile with a static
+    cache). CUDA graphs on CUDA (mode reduce-overhead); elsewhere inductor without them, opted in explicitly."""
+    if not cfg.get("compile"):
+        return None
+    config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device.type == "cuda" else "default")
+    if device.type != "cuda":
+        config._compile_all_devices = True  # transformers compiles on CUDA only unless asked
+    return config

@@ -61,6 +61,9 @@ def train_stage(
     if OmegaConf.select(cfg, "model.llm.quantize", default=None) is not None:
         raise ConfigError(f"model.llm.quantize={cfg.model.llm.quantize} is for answering: a stage trains the LLM in "
                           "full precision here (QLoRA is not supported); set model.llm.quantize=null")
+    if OmegaConf.select(cfg, "model.llm.merge_for_inference", default=None):
+        raise ConfigError("model.llm.merge_for_inference=true folds LoRA into the LLM's weights, for answering: a stage "
+                          "trains LoRA itself; set model.llm.merge_for_inference=false")
     accelerator = start_run(cfg, stage)
     model = NextMM.from_config(cfg.model, device=accelerator.device)
     init_from(model, cfg.init_from)
