@@ -212,3 +212,23 @@ def test_the_nextgpt_demo_preset_gives_the_original_sampling():
     assert compose_config("generate", []).temperature == 0.0
     assert compose_config("generate", ["preset=nextgpt_demo", "temperature=0.7"]).temperature == 0.7
     assert compose_config("chat", ["preset=nextgpt_demo"]).max_new_tokens == 150
+
+
+def test_a_gpu_out_of_memory_is_one_line_naming_memory_auto(tmp_path, capsys, monkeypatch):
+    """torch's out-of-memory error mid-turn: one line with the setting that fits, exit 1, no folder left."""
+    import torch
+
+    def too_big(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+                                          "capacity of 11.6 GiB of which 1.2 GiB is free.")
+
+    monkeypatch.setattr("nextmm.inference.conversation.generate_turns", too_big)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.run("generate", main, ["prompt=surf vlog", f"output_dir={out}", *FAST])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the GPU ran out of memory (CUDA out of memory): nothing half-written is left. To answer, "
+                   "set memory=auto (or memory=offload, model.llm.quantize=nf4; README \"Memory\"); to train, a "
+                   "smaller train.batch_size or a sharded accelerate config (docs/training.md)"]
+    assert not out.exists()

@@ -110,6 +110,14 @@ def test_auto_on_a_gpu_plans_within_the_limit(full_size):
     assert plan == MemoryPlan("offload", "int8")
 
 
+def test_auto_does_not_quantize_an_llm_that_merges_its_lora(full_size):
+    cfg, _ = full_size
+    cfg = copy.deepcopy(cfg)
+    cfg.llm.merge_for_inference = True
+    with pytest.raises(ConfigError, match="even with memory=sequential and"):
+        plan_memory("auto", cfg, torch.device("cuda"), torch.float16, memory_limit=12)
+
+
 def test_auto_reads_the_free_gpu_memory(full_size, monkeypatch):
     from nextmm.inference import memory
 

@@ -161,6 +161,12 @@ def run(
             print(f"error: no space left on the disk writing {error.filename or 'the outputs'}: nothing half-written "
                   "is left; free some space and run again", file=sys.stderr)
             sys.exit(1)
+        except RuntimeError as error:
+            if type(error).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+                raise
+            undo()
+            print(f"error: {out_of_memory(error)}", file=sys.stderr)
+            sys.exit(1)
 
     saved = sys.argv
     sys.argv = [command, *hydra_argv]
@@ -218,6 +224,14 @@ def _undo_run_folder(folder: Path, job: str) -> None:
         handler.close()
         root.removeHandler(handler)
     shutil.rmtree(folder)
+
+
+def out_of_memory(error: Exception) -> str:
+    """One line for a GPU that ran out of memory: torch's own first sentence, and what to set instead."""
+    said = str(error).strip().split(". ")[0].rstrip(".") or "CUDA out of memory"
+    return (f"the GPU ran out of memory ({said}): nothing half-written is left. To answer, set memory=auto (or "
+            "memory=offload, model.llm.quantize=nf4; README \"Memory\"); to train, a smaller train.batch_size or a "
+            "sharded accelerate config (docs/training.md)")
 
 
 def _fail(error: Exception) -> None:

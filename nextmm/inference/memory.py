@@ -221,8 +221,8 @@ def choose_plan(peaks_of: Mapping[MemoryPlan, int], budget: int, *, quantize_ava
 def plan_memory(memory: str, model_cfg: DictConfig, device: torch.device, dtype: torch.dtype, *,
                 memory_limit=None, batch: int = 1) -> MemoryPlan:
     """The plan for ``memory`` (auto or a placement). An explicit ``model.llm.quantize`` is kept as given; auto
-    chooses the quantization only when it is null and the LLM is loaded from a folder (bitsandbytes quantizes
-    pretrained weights)."""
+    chooses the quantization only when it is null, the LLM is loaded from a folder (bitsandbytes quantizes
+    pretrained weights) and not merged with its LoRA (``llm.merge_for_inference``)."""
     check_memory(memory, memory_limit)
     quantize = model_cfg.llm.get("quantize")
     if memory != "auto":
@@ -239,7 +239,8 @@ def plan_memory(memory: str, model_cfg: DictConfig, device: torch.device, dtype:
     candidates = [MemoryPlan(p.placement, quantize or p.quantize) for p in candidates]
     peaks = {plan: estimate_peak(sizes, plan, model_cfg.decoders, element_bytes=element_bytes, batch=batch)["turn"]
              for plan in dict.fromkeys(candidates)}
-    can_quantize = model_cfg.llm.get("path") is not None and importlib.util.find_spec("bitsandbytes") is not None
+    can_quantize = (model_cfg.llm.get("path") is not None and importlib.util.find_spec("bitsandbytes") is not None
+                    and not model_cfg.llm.get("merge_for_inference"))  # LoRA does not merge into quantized weights
     plan = choose_plan(peaks, budget, quantize_available=can_quantize or quantize is not None)
     log.info("memory=auto: %s (estimated peak %s of %s)", plan.name, _gib(peaks[plan]), _gib(budget))
     return plan
