@@ -183,3 +183,11 @@ def test_vae_tiling_decodes_a_large_picture_in_tiles():
 def test_a_bad_placement_is_refused():
     with pytest.raises(ConfigError, match="decoders placement 'gpu': give resident, offload, sequential"):
         Decoders(load_model_config("tiny").decoders, placement="gpu")
+
+
+def test_auto_plans_for_the_turn_s_own_sizes(full_size):
+    """Fewer video frames need less memory: in 17.8 GiB, 8 frames fit offloaded, 24 need the LLM in int8 too."""
+    cfg, _ = full_size
+    frames = {n: plan_memory("auto", cfg, torch.device("cuda"), torch.float16, memory_limit=17.8,
+                             sizes={"num_frames": n}) for n in (8, 24)}
+    assert frames == {8: MemoryPlan("offload"), 24: MemoryPlan("offload", "int8")}

@@ -205,9 +205,8 @@ def _instantiate(features: DictConfig, key: str):
 
 
 def main(cfg: DictConfig) -> None:
-    from nextmm.cli.generate import resolve_device, resolve_dtype
+    from nextmm.cli.generate import answering_model, resolve_device, resolve_dtype
     from nextmm.inference.memory import check_memory
-    from nextmm.model import NextMM
 
     # 1. the task and its items
     task = load_task(cfg.task)
@@ -237,8 +236,7 @@ def main(cfg: DictConfig) -> None:
                 networks[key] = networks[key].to(device).eval()
 
     # 3. the model, 4. asking
-    model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), memory=cfg.memory,
-                                   memory_limit=cfg.memory_limit)
+    model = answering_model(cfg, device, resolve_dtype(cfg.dtype, device))
     if task.kind == "text_to_x":
         scores, details = text_to_x(model, task, items, values, networks, seed=cfg.seed, device=device,
                                     progress=progress)

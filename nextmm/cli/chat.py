@@ -21,11 +21,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nextmm.cli.generate import check_flag, resolve_device, resolve_dtype, turn_settings
+from nextmm.cli.generate import answering_model, check_flag, resolve_device, resolve_dtype, turn_settings
 from nextmm.errors import UserError
 from nextmm.inference.conversation import Conversation
 from nextmm.inference.outputs import claimed_folder, write_turn
-from nextmm.model import NextMM
 
 COMMANDS = {"/image": "image", "/audio": "audio", "/video": "video"}
 ERRORS_LOG = "errors.log"  # in output_dir: the tracebacks of turns that failed unexpectedly
@@ -38,8 +37,7 @@ def main(cfg: DictConfig) -> None:
         if output_dir.is_dir():  # empty, or overwrite=true: this session's turns only
             shutil.rmtree(output_dir)
         device = resolve_device(cfg.device)
-        model = NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device),
-                                   memory=cfg.memory, memory_limit=cfg.memory_limit)
+        model = answering_model(cfg, device, resolve_dtype(cfg.dtype, device))
         converse(Conversation(model, progress=not cfg.quiet, **settings), output_dir, cfg)
 
 

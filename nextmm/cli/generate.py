@@ -17,7 +17,7 @@ from nextmm.atomic import staged_folder
 from nextmm.checks import check, flag, resolve_device, resolve_dtype, whole  # noqa: F401 (commands import these)
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns, to_media
-from nextmm.inference.memory import check_memory
+from nextmm.inference.memory import check_memory, plan_memory
 from nextmm.inference.outputs import claimed_folder, media_path, write_turn
 from nextmm.inference.prompt import Message
 from nextmm.modality import MODALITIES
@@ -67,6 +67,14 @@ def turn_settings(cfg: DictConfig) -> dict:
     return settings
 
 
+def answering_model(cfg: DictConfig, device: torch.device, dtype: torch.dtype, *, batch: int = 1) -> NextMM:
+    """The command's model, placed as its ``memory`` says; ``memory=auto`` plans for ``batch`` conversations at the
+    command's sizes (height, width, num_frames, audio_seconds where it has them) within ``memory_limit``."""
+    sizes = {key: cfg.get(key) for key in ("height", "width", "num_frames", "audio_seconds")}
+    plan = plan_memory(cfg.memory, cfg.model, device, dtype, memory_limit=cfg.memory_limit, batch=batch, sizes=sizes)
+    return NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=plan)
+
+
 def read_prompts(cfg: DictConfig) -> list[str]:
     """The prompts file's lines (blank ones skipped), checked before the model loads."""
     if cfg.prompt or any(as_list(cfg[m]) for m in MODALITIES):
@@ -108,8 +116,7 @@ def main(cfg: DictConfig) -> None:
 
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")):
         start = time.perf_counter()
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
-                                   memory_limit=cfg.memory_limit)
+        model = answering_model(cfg, device, dtype)
         timings["load"] = time.perf_counter() - start
 
         conversation = Conversation(model, progress=not cfg.quiet, **settings)
@@ -132,8 +139,7 @@ def answer_prompts(cfg: DictConfig, prompts: list[str], settings: dict, output_d
     width = max(4, len(str(len(prompts))))
     lines = []
     with claimed_folder(output_dir, overwrite=check_flag(cfg, "overwrite")), staged_folder(output_dir) as staging:
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
-                                   memory_limit=cfg.memory_limit)
+        model = answering_model(cfg, device, dtype, batch=cfg.batch_size)
         generation = GenerationSettings(progress=not cfg.quiet).updated(**settings)
         for first in range(0, len(prompts), cfg.batch_size):
             batch = prompts[first : first + cfg.batch_size]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nextmm.cli.generate import resolve_device, resolve_dtype
+from nextmm.cli.generate import answering_model, resolve_device, resolve_dtype
 from nextmm.errors import ConfigError, UserError
 from nextmm.inference.memory import check_memory
 from nextmm.model import NextMM
@@ -48,8 +48,7 @@ def main(cfg: DictConfig) -> None:
     device = resolve_device(cfg.device)
 
     def build() -> NextMM:
-        return NextMM.from_config(cfg.model, device=device, dtype=resolve_dtype(cfg.dtype, device), memory=cfg.memory,
-                                   memory_limit=cfg.memory_limit)
+        return answering_model(cfg, device, resolve_dtype(cfg.dtype, device))
 
     app = build_app(build, model_name=cfg.model.name, output_dir=Path(cfg.output_dir), limits=limits)
     log.info("serving %s at http://%s:%d/ (API: /v1/chat/completions); turns are written to %s",

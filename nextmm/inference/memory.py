@@ -18,6 +18,7 @@ memory, not a measurement, and ``benchmarks/gpu_full_size.py`` prints both side 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import re
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
@@ -219,10 +220,11 @@ def choose_plan(peaks_of: Mapping[MemoryPlan, int], budget: int, *, quantize_ava
 
 
 def plan_memory(memory: str, model_cfg: DictConfig, device: torch.device, dtype: torch.dtype, *,
-                memory_limit=None, batch: int = 1) -> MemoryPlan:
+                memory_limit=None, batch: int = 1, sizes: Mapping | None = None) -> MemoryPlan:
     """The plan for ``memory`` (auto or a placement). An explicit ``model.llm.quantize`` is kept as given; auto
     chooses the quantization only when it is null, the LLM is loaded from a folder (bitsandbytes quantizes
-    pretrained weights) and not merged with its LoRA (``llm.merge_for_inference``)."""
+    pretrained weights) and not merged with its LoRA (``llm.merge_for_inference``). Auto plans for ``batch``
+    conversations at a turn's ``sizes`` (height, width, num_frames, audio_seconds; None keeps a decoder's own)."""
     check_memory(memory, memory_limit)
     quantize = model_cfg.llm.get("quantize")
     if memory != "auto":
@@ -233,17 +235,31 @@ def plan_memory(memory: str, model_cfg: DictConfig, device: torch.device, dtype:
         log.info("memory=auto on %s: every part stays in memory (resident)", device)
         return MemoryPlan("resident", quantize)
     budget = parse_bytes(memory_limit) if memory_limit is not None else free_gpu_memory(device)
-    sizes = part_sizes(model_cfg)
+    counts = part_sizes(model_cfg)
+    decoders = rendered_at(model_cfg.decoders, sizes or {})
     element_bytes = torch.tensor([], dtype=dtype).element_size()
     candidates = [p for p in LADDER if quantize is None or p.quantize in (None, quantize)]
     candidates = [MemoryPlan(p.placement, quantize or p.quantize) for p in candidates]
-    peaks = {plan: estimate_peak(sizes, plan, model_cfg.decoders, element_bytes=element_bytes, batch=batch)["turn"]
+    peaks = {plan: estimate_peak(counts, plan, decoders, element_bytes=element_bytes, batch=batch)["turn"]
              for plan in dict.fromkeys(candidates)}
     can_quantize = (model_cfg.llm.get("path") is not None and importlib.util.find_spec("bitsandbytes") is not None
                     and not model_cfg.llm.get("merge_for_inference"))  # LoRA does not merge into quantized weights
     plan = choose_plan(peaks, budget, quantize_available=can_quantize or quantize is not None)
     log.info("memory=auto: %s (estimated peak %s of %s)", plan.name, _gib(peaks[plan]), _gib(budget))
     return plan
+
+
+def rendered_at(decoders_cfg: Mapping, sizes: Mapping) -> Mapping:
+    """The decoders' configs with a turn's sizes in place of their defaults (the keys each decoder reads)."""
+    keys = {"image": ("height", "width"), "audio": ("audio_seconds",), "video": ("height", "width", "num_frames")}
+    changed = {m: {key: sizes[key] for key in keys[m] if sizes.get(key) is not None} for m in MODALITIES}
+    if not any(changed.values()):
+        return decoders_cfg
+    decoders = copy.deepcopy(decoders_cfg)
+    for modality, values in changed.items():
+        with open_dict(decoders[modality]):
+            decoders[modality].update(values)
+    return decoders
 
 
 def free_gpu_memory(device: torch.device) -> int:

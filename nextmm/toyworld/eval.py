@@ -456,8 +456,7 @@ def check_settings(cfg: DictConfig, tokens: Mapping) -> None:
 
 def main(cfg: DictConfig) -> None:
     from nextmm.atomic import staged_file
-    from nextmm.cli.generate import resolve_device, resolve_dtype
-    from nextmm.model import NextMM
+    from nextmm.cli.generate import answering_model, resolve_device, resolve_dtype
 
     sections = _sections(cfg.sections)
     if cfg.limit is not None and not (isinstance(cfg.limit, int) and cfg.limit >= 1):
@@ -486,8 +485,7 @@ def main(cfg: DictConfig) -> None:
             data = (f"rendered: seed={world.seed} eval_samples={world.eval_samples} "
                     f"eval_prompts={world.eval_prompts}")
         # 2. the model, 3. the sections
-        model = NextMM.from_config(cfg.model, device=device, dtype=dtype, memory=cfg.memory,
-                                   memory_limit=cfg.memory_limit)
+        model = answering_model(cfg, device, dtype, batch=cfg.batch_size)
         scores = evaluate(model, eval_set, sections=sections, limit=cfg.limit, seed=cfg.seed,
                           max_new_tokens=tokens, text_to_x_per_concept=cfg.text_to_x_prompts,
                           num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
