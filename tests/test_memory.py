@@ -18,6 +18,7 @@ from nextmm.inference.memory import (
     check_memory,
     choose_plan,
     estimate_peak,
+    ladder,
     parse_bytes,
     part_sizes,
     plan_memory,
@@ -99,9 +100,19 @@ def test_nothing_fits_is_one_line_naming_the_lightest_plan(peaks):
     with pytest.raises(ConfigError) as error:
         choose_plan(peaks, 4 * GiB)
     assert "even with memory=sequential+nf4 and 4.0 GiB is available" in str(error.value)
-    with pytest.raises(ConfigError) as error:  # without bitsandbytes (or a pretrained LLM) nothing is quantized
-        choose_plan(peaks, 12 * GiB, quantize_available=False)
-    assert "even with memory=sequential and" not in str(error.value) and "memory=offload" in str(error.value)
+
+
+
+def test_without_quantization_the_ladder_ends_with_sequential(full_size):
+    """Without bitsandbytes or a pretrained LLM nothing is quantized: resident, offload, then sequential."""
+    cfg, sizes = full_size
+    plans = ladder(None, can_quantize=False)
+    assert [plan.name for plan in plans] == ["resident", "offload", "sequential"]
+    peaks = {plan: estimate_peak(sizes, plan, cfg.decoders)["turn"] for plan in plans}
+    assert choose_plan(peaks, 17 * GiB) == MemoryPlan("sequential")
+    with pytest.raises(ConfigError, match="even with memory=sequential and 12.0 GiB is available"):
+        choose_plan(peaks, 12 * GiB)
+    assert ladder("nf4") == [MemoryPlan("resident", "nf4"), MemoryPlan("offload", "nf4"), MemoryPlan("sequential", "nf4")]
 
 
 def test_auto_on_a_gpu_plans_within_the_limit(full_size):
@@ -114,7 +125,7 @@ def test_auto_does_not_quantize_an_llm_that_merges_its_lora(full_size):
     cfg, _ = full_size
     cfg = copy.deepcopy(cfg)
     cfg.llm.merge_for_inference = True
-    with pytest.raises(ConfigError, match="even with memory=sequential and"):
+    with pytest.raises(ConfigError, match="even with memory=sequential and"):  # sequential, not sequential+nf4
         plan_memory("auto", cfg, torch.device("cuda"), torch.float16, memory_limit=12)
 
 

@@ -11,7 +11,7 @@ A setting is where the parts live while a turn runs, and how the LLM's weights a
     + int8, nf4  the LLM's linear layers quantized by bitsandbytes (``model.llm.quantize``)
 
 ``memory=auto`` takes the first setting of ``LADDER`` whose estimated peak fits the GPU's free memory (or
-``memory_limit``). The estimate (``estimate_peak``) adds up the weights that sit on the GPU at each moment of a
+``memory_limit``); without quantization at hand, of resident, offload and sequential. The estimate (``estimate_peak``) adds up the weights that sit on the GPU at each moment of a
 text -> text + image + audio + video turn and the largest working tensors of that moment; it is a model of
 memory, not a measurement, and ``benchmarks/gpu_full_size.py`` prints both side by side.
 """
@@ -205,13 +205,20 @@ def _render_size(modality: str, cfg: Mapping, factor: int) -> tuple[int, int, in
 
 
 # ------------------------------------------------------------------------------------------------ the planner
-def choose_plan(peaks_of: Mapping[MemoryPlan, int], budget: int, *, quantize_available: bool = True) -> MemoryPlan:
-    """The first plan of ``peaks_of`` (in its order, LADDER's) whose peak plus headroom fits ``budget`` bytes."""
-    tried = [plan for plan in peaks_of if plan.quantize is None or quantize_available]
-    for plan in tried:
-        if peaks_of[plan] * (1 + HEADROOM_FRACTION) <= budget:
+def ladder(quantize: str | None = None, can_quantize: bool = True) -> list[MemoryPlan]:
+    """The plans memory=auto tries, in order: LADDER with the LLM as the user set it (``quantize``), or, when it
+    is unset and cannot be quantized, LADDER without quantization (resident, offload, sequential)."""
+    plans = [MemoryPlan(p.placement, quantize or (p.quantize if can_quantize else None)) for p in LADDER]
+    return list(dict.fromkeys(plans))
+
+
+def choose_plan(peaks_of: Mapping[MemoryPlan, int], budget: int) -> MemoryPlan:
+    """The first plan of ``peaks_of`` (in its order: ``ladder()``'s) whose peak plus headroom fits ``budget``
+    bytes."""
+    for plan, peak in peaks_of.items():
+        if peak * (1 + HEADROOM_FRACTION) <= budget:
             return plan
-    lightest = min(tried, key=peaks_of.__getitem__)
+    lightest = min(peaks_of, key=peaks_of.__getitem__)
     raise ConfigError(
         f"memory=auto: a turn needs about {_gib(peaks_of[lightest] * (1 + HEADROOM_FRACTION))} even with "
         f"memory={lightest.name} and {_gib(budget)} is available: free GPU memory, lower the decoders' sizes "
@@ -238,13 +245,11 @@ def plan_memory(memory: str, model_cfg: DictConfig, device: torch.device, dtype:
     counts = part_sizes(model_cfg)
     decoders = rendered_at(model_cfg.decoders, sizes or {})
     element_bytes = torch.tensor([], dtype=dtype).element_size()
-    candidates = [p for p in LADDER if quantize is None or p.quantize in (None, quantize)]
-    candidates = [MemoryPlan(p.placement, quantize or p.quantize) for p in candidates]
-    peaks = {plan: estimate_peak(counts, plan, decoders, element_bytes=element_bytes, batch=batch)["turn"]
-             for plan in dict.fromkeys(candidates)}
     can_quantize = (model_cfg.llm.get("path") is not None and importlib.util.find_spec("bitsandbytes") is not None
                     and not model_cfg.llm.get("merge_for_inference"))  # LoRA does not merge into quantized weights
-    plan = choose_plan(peaks, budget, quantize_available=can_quantize or quantize is not None)
+    peaks = {plan: estimate_peak(counts, plan, decoders, element_bytes=element_bytes, batch=batch)["turn"]
+             for plan in ladder(quantize, can_quantize)}
+    plan = choose_plan(peaks, budget)
     log.info("memory=auto: %s (estimated peak %s of %s)", plan.name, _gib(peaks[plan]), _gib(budget))
     return plan
 
