@@ -138,14 +138,17 @@ def test_offload_keeps_every_part_on_the_cpu_device_and_the_turn_unchanged(tiny_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload moves parts to a CUDA device")
-def test_offload_on_cuda_keeps_encoder_and_decoders_in_cpu_memory_between_uses():
+@pytest.mark.parametrize("memory", ["offload", "sequential"])
+def test_offload_on_cuda_keeps_encoder_and_decoders_in_cpu_memory_between_uses(memory):
     from nextmm.model import NextMM
 
-    model = NextMM.from_config("tiny", device="cuda", memory="offload")
+    model = NextMM.from_config("tiny", device="cuda", memory=memory)
     turn = model.chat("surf vlog", **TURN)
     assert model._encoder_offload is not None
-    for part in (model.encoder, *(model.decoders.pipeline(m).unet for m in ("image", "audio"))):
-        assert {p.device.type for p in part.parameters()} == {"cpu"}
+    assert {p.device.type for p in model.encoder.parameters()} == {"cpu"}
+    for part in (model.decoders.pipeline(m).unet for m in ("image", "audio")):
+        # offload: in CPU memory; sequential: accelerate keeps the weights aside and leaves meta tensors in place
+        assert {p.device.type for p in part.parameters()} <= {"cpu", "meta"}
     assert next(model.llm.parameters()).device.type == "cuda"
     resident = NextMM.from_config("tiny", device="cuda").chat("surf vlog", **TURN)
     assert turn.text == resident.text and turn.outputs == resident.outputs
