@@ -122,18 +122,24 @@ class PannsCnn14(nn.Module):
     def __init__(self, path: str | None = None):
         super().__init__()
         file = Path(path).expanduser() if path else Path(torch.hub.get_dir()) / "checkpoints" / PANNS_FILE
+        if path and not file.is_file():
+            raise ConfigError(f"features.audio.path={path}: no such file; download {PANNS_URL} (Zenodo record "
+                              "3987831: PANNs CNN14 at 16 kHz) and give its path")
         if not file.is_file():
-            raise ConfigError(f"features.audio.path={path}: no PANNs CNN14 checkpoint at {file}: download "
-                              f"{PANNS_URL} (Zenodo record 3987831) to that path, or set features.audio.path=<the "
-                              "file>")
+            raise ConfigError(f"no PANNs CNN14 checkpoint at {file} (features.audio.path=null: torch hub's cache): "
+                              f"download {PANNS_URL} (Zenodo record 3987831) there, or set \"features.audio.path='<the "
+                              "file>'\" (quoted: its name holds '=')")
         state = read_panns_checkpoint(file)
         self.model = panns_cnn14_class()(**PANNS_SETTINGS).eval()
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as error:  # missing or unexpected keys, tensors of another shape (the 32 kHz file)
-            reason = " ".join(str(error).split())[:300]
-            raise ConfigError(f"{file} does not fit PANNs CNN14 at 16 kHz ({reason}): give {PANNS_FILE}, the 16 kHz "
-                              "checkpoint AudioLDM's evaluation uses (not the 32 kHz Cnn14_mAP=0.431.pth)") from None
+        expected = self.model.state_dict()
+        problems = {"missing": [k for k in expected if k not in state],
+                    "unexpected": [k for k in state if k not in expected],
+                    "of another shape": [k for k in expected if k in state and state[k].shape != expected[k].shape]}
+        if any(problems.values()):  # the 32 kHz file: every STFT and mel tensor of another shape
+            found = "; ".join(f"{len(keys)} tensors {what} (first: {keys[0]})" for what, keys in problems.items() if keys)
+            raise ConfigError(f"{file} does not fit PANNs CNN14 at 16 kHz ({found}): give {PANNS_FILE}, the 16 kHz "
+                              "checkpoint AudioLDM's evaluation uses (not the 32 kHz Cnn14_mAP=0.431.pth)")
+        self.model.load_state_dict(state)
         self.sample_rate = PANNS_SETTINGS["sample_rate"]
         self.sizes = {"embedding": self.model.fc1.out_features, "logits": self.model.fc_audioset.out_features}
         self.record = {"network": "PANNs CNN14, 16 kHz (panns-inference's Cnn14, AudioLDM's evaluation settings)",
