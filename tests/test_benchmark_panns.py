@@ -15,7 +15,12 @@ from fixtures.benchmark import write_audiocaps
 from fixtures.commands import run_command
 
 from nextmm.benchmark import features
-from nextmm.benchmark.features import PANNS_FILE, PannsCnn14, panns_cnn14_class, read_panns_checkpoint
+from nextmm.benchmark.features import (
+    PANNS_FILE,
+    PannsCnn14,
+    panns_cnn14_class,
+    read_panns_checkpoint,
+)
 from nextmm.benchmark.metrics import GenerationScores
 from nextmm.benchmark.run import main
 from nextmm.errors import ConfigError
@@ -171,7 +176,8 @@ def test_a_missing_checkpoint_is_one_line_naming_zenodo_and_the_key(tmp_path, mo
     code, _, err = run_cli(audio_argv(data, tmp_path / "r.json", *given), capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "zenodo.org/records/3987831/files/Cnn14_16k_mAP%3D0.438.pth" in lines[0] and "features.audio.path=" in lines[0]
+    assert "zenodo.org/records/3987831/files/Cnn14_16k_mAP%3D0.438.pth" in lines[0]
+    assert "features.audio.path=" in lines[0]
     expected = tmp_path / ("nowhere.pth" if where == "given" else f"torch/hub/checkpoints/{PANNS_FILE}")
     assert str(expected) in lines[0]
 

@@ -136,7 +136,8 @@ class PannsCnn14(nn.Module):
                     "unexpected": [k for k in state if k not in expected],
                     "of another shape": [k for k in expected if k in state and state[k].shape != expected[k].shape]}
         if any(problems.values()):  # the 32 kHz file: every STFT and mel tensor of another shape
-            found = "; ".join(f"{len(keys)} tensors {what} (first: {keys[0]})" for what, keys in problems.items() if keys)
+            found = "; ".join(f"{len(keys)} tensors {what} (first: {keys[0]})"
+                              for what, keys in problems.items() if keys)
             raise ConfigError(f"{file} does not fit PANNs CNN14 at 16 kHz ({found}): give {PANNS_FILE}, the 16 kHz "
                               "checkpoint AudioLDM's evaluation uses (not the 32 kHz Cnn14_mAP=0.431.pth)")
         self.model.load_state_dict(state)
