@@ -51,7 +51,9 @@ def tiny_argv(sets, task, output):
     data, _, protocol = TASKS[task]
     return [f"task={task}", f"data_root={sets[data]}", "model=tiny", "limit=2", "quiet=true", f"output={output}",
             "features.image._target_=fixtures.benchmark.tiny_image_features", f"features.clip.path={sets['clip']}",
-            f"features.audio.path={sets['audio']}", *(f"protocol.{p}" for p in protocol)]
+            # AST through the documented switch (PANNs, the default, is tested in tests/test_benchmark_panns.py)
+            "features.audio._target_=nextmm.benchmark.features.AudioClassifier", f"features.audio.path={sets['audio']}",
+            *(f"protocol.{p}" for p in protocol)]
 
 
 # ------------------------------------------------------------------------------------------- the command

@@ -6,13 +6,18 @@ with its arguments), so a user points it at weights downloaded once, and a test 
     image   uint8 (N, 3, H, W) -> (N, D): FID on images and on video frames (default: torch-fidelity's InceptionV3,
             2048 pool features, the network FID is defined on)
     audio   float (N, S) waveforms at its ``sample_rate`` -> ("embedding") (N, D) for FD, ("logits") (N, C) for IS
-            (default: a transformers audio classifier trained on AudioSet, AST)
+            (default: PANNs CNN14 at 16 kHz as AudioLDM's evaluation builds it, 2048-d embeddings and 527 AudioSet
+            logits; ``AudioClassifier``: a transformers AudioSet classifier such as AST instead)
     clip    a loader of (CLIPModel, CLIPProcessor) for torchmetrics' CLIPScore (CLIP score and CLIPSIM)
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +61,7 @@ def inception(weights: str | None = None, features: int = 2048) -> nn.Module:
     network = NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(features)],
                                  feature_extractor_weights_path=str(path))
     network.num_features = features
+    network.record = {"network": "torch-fidelity InceptionV3", "checkpoint": str(path)}
     return network
 
 
@@ -94,15 +100,121 @@ def _embeddings(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+# PANNs CNN14 as AudioLDM's evaluation builds it for 16 kHz audio (audioldm_eval's EvaluationHelper(16000)): a
+# 512-sample window, hop 160, 64 mel bins over 50-8000 Hz, the 527 AudioSet classes; its checkpoint is the 16 kHz one.
+PANNS_SETTINGS = {"sample_rate": 16000, "window_size": 512, "hop_size": 160, "mel_bins": 64, "fmin": 50, "fmax": 8000,
+                  "classes_num": 527}
+PANNS_FILE = "Cnn14_16k_mAP=0.438.pth"
+PANNS_URL = "https://zenodo.org/records/3987831/files/Cnn14_16k_mAP%3D0.438.pth"
+PANNS_RESAVE = ("keep only its weights: python -c \"import torch; c = torch.load('<file>', weights_only=False); "
+                "torch.save({'model': c['model']}, '<file>')\" (on a file you trust), or download it again")
+
+
+class PannsCnn14(nn.Module):
+    """PANNs CNN14 (panns-inference's ``Cnn14``) at 16 kHz, AudioLDM's FD and IS network: waveforms (N, S) at 16 kHz
+    -> "embedding" (N, 2048), the ReLU of its ``fc1`` (audioldm_eval's "2048" features, FD), or "logits" (N, 527),
+    ``fc_audioset`` before the sigmoid (audioldm_eval's "logits", which its IS softmaxes).
+
+    ``path``: the Cnn14_16k_mAP=0.438.pth file from Zenodo record 3987831 (a dict whose "model" is the state dict);
+    None = torch hub's cache folder. Nothing is downloaded: a missing file is one line saying where to get it.
+    """
+
+    def __init__(self, path: str | None = None):
+        super().__init__()
+        file = Path(path).expanduser() if path else Path(torch.hub.get_dir()) / "checkpoints" / PANNS_FILE
+        if path and not file.is_file():
+            raise ConfigError(f"features.audio.path={path}: no such file; download {PANNS_URL} (Zenodo record "
+                              "3987831: PANNs CNN14 at 16 kHz) and give its path")
+        if not file.is_file():
+            raise ConfigError(f"no PANNs CNN14 checkpoint at {file} (features.audio.path=null: torch hub's cache): "
+                              f"download {PANNS_URL} (Zenodo record 3987831) there, or set \"features.audio.path='<the "
+                              "file>'\" (quoted: its name holds '=')")
+        state = read_panns_checkpoint(file)
+        self.model = panns_cnn14_class()(**PANNS_SETTINGS).eval()
+        expected = self.model.state_dict()
+        problems = {"missing": [k for k in expected if k not in state],
+                    "unexpected": [k for k in state if k not in expected],
+                    "of another shape": [k for k in expected if k in state and state[k].shape != expected[k].shape]}
+        if any(problems.values()):  # the 32 kHz file: every STFT and mel tensor of another shape
+            found = "; ".join(f"{len(keys)} tensors {what} (first: {keys[0]})"
+                              for what, keys in problems.items() if keys)
+            raise ConfigError(f"{file} does not fit PANNs CNN14 at 16 kHz ({found}): give {PANNS_FILE}, the 16 kHz "
+                              "checkpoint AudioLDM's evaluation uses (not the 32 kHz Cnn14_mAP=0.431.pth)")
+        self.model.load_state_dict(state)
+        self.sample_rate = PANNS_SETTINGS["sample_rate"]
+        self.sizes = {"embedding": self.model.fc1.out_features, "logits": self.model.fc_audioset.out_features}
+        self.record = {"network": "PANNs CNN14, 16 kHz (panns-inference's Cnn14, AudioLDM's evaluation settings)",
+                       "settings": dict(PANNS_SETTINGS), "checkpoint": str(file), "checkpoint_sha256": sha256(file)}
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, output: str) -> torch.Tensor:
+        if output not in self.sizes:
+            raise ValueError(f"output={output!r}: choose from {', '.join(self.sizes)}")
+        waveforms = waveforms.float()
+        waveforms = waveforms - waveforms.mean(dim=1, keepdim=True)  # audioldm_eval removes each clip's mean first
+        embedding = self.model(waveforms)["embedding"]  # (N, 2048): ReLU(fc1(pooled)); dropout is off in eval
+        return embedding if output == "embedding" else self.model.fc_audioset(embedding)  # (N, 527)
+
+
+def panns_cnn14_class() -> type[nn.Module]:
+    """panns-inference's ``Cnn14`` class. Its package ``__init__`` imports a config module that fetches AudioSet's
+    label list with wget when ~/panns_data lacks it, at import time; the model module needs none of that, so it is
+    imported under a package whose ``__init__`` is not run (nothing else in panns-inference is used)."""
+    if "panns_inference.models" in sys.modules:
+        return sys.modules["panns_inference.models"].Cnn14
+    spec = importlib.util.find_spec("panns_inference")
+    if spec is None:
+        raise ConfigError("PANNs CNN14 needs the panns-inference package: pip install -e \".[benchmark]\" (or "
+                          "features.audio._target_=nextmm.benchmark.features.AudioClassifier for AST)")
+    if "panns_inference" in sys.modules:  # imported in full by someone else already
+        return importlib.import_module("panns_inference.models").Cnn14
+    sys.modules["panns_inference"] = importlib.util.module_from_spec(spec)  # the package, its __init__ not run
+    try:
+        return importlib.import_module("panns_inference.models").Cnn14
+    finally:
+        del sys.modules["panns_inference"]  # a later `import panns_inference` runs it as usual
+
+
+def read_panns_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a PANNs checkpoint ({"iteration", "model", "sampler"}, as PANNs' training saved it), read
+    with torch's weights-only unpickler. Beside tensors, the file holds the training sampler's index arrays (numpy
+    int64), so numpy's array rebuilding (no code of the file's choosing) is allowed for this one read; anything else
+    is refused in one line."""
+    import numpy as np
+
+    rebuild = np.zeros(1, dtype=np.int64).__reduce__()[0]  # numpy's _reconstruct, under either numpy's module name
+    numpy_arrays = [(rebuild, "numpy.core.multiarray._reconstruct"), (rebuild, "numpy._core.multiarray._reconstruct"),
+                    np.ndarray, np.dtype, type(np.dtype(np.int64))]
+    with torch.serialization.safe_globals(numpy_arrays):
+        checkpoint = read_plain_tensors(path, advice=PANNS_RESAVE.replace("<file>", str(path)))
+    state = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path} is not a PANNs checkpoint: it holds no \"model\" state dict of tensors; give "
+                          f"{PANNS_FILE} from {PANNS_URL}")
+    return state
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
+
+
 class AudioClassifier(nn.Module):
     """A transformers audio classifier (AutoModelForAudioClassification and its feature extractor, from a hub name
-    or a folder): waveforms (N, S) at ``sample_rate`` -> "embedding" (N, D), the mean of its last hidden states
-    over time, or "logits" (N, C)."""
+    or a folder; None = AST on AudioSet): waveforms (N, S) at ``sample_rate`` -> "embedding" (N, D), the mean of its
+    last hidden states over time, or "logits" (N, C). Not AudioLDM's network: its FD and IS differ from PANNs'."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | None = None):
         super().__init__()
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+        path = path or AST
         try:
             self.extractor = AutoFeatureExtractor.from_pretrained(path)
             self.model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).eval()
@@ -111,6 +223,7 @@ class AudioClassifier(nn.Module):
                               "download it or set features.audio.path=<a local folder>") from None
         self.sample_rate = int(self.extractor.sampling_rate)
         self.sizes = {"embedding": self.model.config.hidden_size, "logits": self.model.config.num_labels}
+        self.record = {"network": f"transformers {type(self.model).__name__}", "checkpoint": str(path)}
 
     @torch.no_grad()
     def forward(self, waveforms: torch.Tensor, output: str) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 Generation (text -> X), fed one item at a time by ``GenerationScores``:
     fid              torchmetrics FrechetInceptionDistance over the ``image`` network's features (images, video frames)
-    fd               the same Frechet distance over the ``audio`` network's embeddings (AudioLDM's FD, PANNs there)
-    inception_score  torchmetrics InceptionScore over the ``audio`` network's class logits (AudioLDM's IS)
+    fd               the same Frechet distance over the ``audio`` network's embeddings (AudioLDM's FD: PANNs CNN14's
+                     2048-d ReLU(fc1) features, the default network)
+    inception_score  torchmetrics InceptionScore over the ``audio`` network's class logits, softmaxed (AudioLDM's IS:
+                     CNN14's 527 logits before the sigmoid)
     clip_score       torchmetrics CLIPScore: 100 * max(cos(image, caption), 0), averaged
     clipsim          the same over every frame of a video, divided by 100 (CLIPSIM is reported as a cosine)
 Captioning (X -> text), by ``caption_scores``: pycocoevalcap's PTB tokenizer, then Bleu(4), Meteor, Cider (CIDEr-D)

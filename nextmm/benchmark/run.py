@@ -38,7 +38,8 @@ TASK_FOLDER = "benchmark"  # in the nextmm.conf package
 KINDS = ("text_to_x", "x_to_text")
 PROTOCOL_KEYS = ("height", "width", "num_frames", "seconds", "num_inference_steps", "guidance_scale")
 MEDIA_ARGUMENT = {"image": "images", "audio": "audios", "video": "videos"}  # model.chat's keyword per modality
-LIBRARIES = ("nextmm", "torch", "transformers", "diffusers", "torchmetrics", "torch-fidelity", "pycocoevalcap")
+LIBRARIES = ("nextmm", "torch", "transformers", "diffusers", "torchmetrics", "torch-fidelity", "pycocoevalcap",
+             "panns-inference", "torchlibrosa", "librosa")
 
 
 # ------------------------------------------------------------------------------------------------ the task
@@ -255,7 +256,9 @@ def main(cfg: DictConfig) -> None:
                      "samples": len(items), "drawn": len(drawn), "limit": cfg.limit, "seed": task.seed,
                      "generation_seed": cfg.seed, "prompt": task.prompt, "max_new_tokens": task.max_new_tokens,
                      **values, "changed": changed, "metric_settings": OmegaConf.to_container(task.metrics),
-                     "features": {k: OmegaConf.to_container(cfg.features[k]) for k in networks}},
+                     "features": {k: OmegaConf.to_container(cfg.features[k]) for k in networks},
+                     # the network each metric looked through and its checkpoint file (PANNs: with its sha256)
+                     "networks": {k: n.record for k, n in networks.items() if hasattr(n, "record")}},
         "versions": versions(java=task.kind == "x_to_text"),
         "device": str(device),
         "seconds": round(time.perf_counter() - start, 1),
