@@ -60,8 +60,9 @@ def answer_nll(llm: nn.Module, embedded, vocabulary: torch.Tensor | None = None,
     targets = embedded.labels[:, 1:]  # (B, T-1)
     positions = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()  # (K,) positions before some label
     tied = vocabulary is not None and llm.config.tie_word_embeddings
+    # no KV cache: a training forward reads none, and with one transformers would not see packed rows as packed
     out = llm(inputs_embeds=embedded.inputs_embeds, attention_mask=embedded.attention_mask,
-              position_ids=embedded.position_ids, output_hidden_states=output_hidden_states or tied,
+              position_ids=embedded.position_ids, use_cache=False, output_hidden_states=output_hidden_states or tied,
               logits_to_keep=1 if tied or not len(positions) else positions)
     if not len(positions):
         return out.logits.sum() * 0.0, out
