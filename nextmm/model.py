@@ -327,8 +327,9 @@ def _pad_batch(embeds: list, labels: list, ids: list, pad_id: int) -> EmbeddedBa
 
 
 def _pack_batch(embeds: list, labels: list, ids: list, pad_id: int, length: int | None) -> EmbeddedBatch:
-    """Samples side by side in as few rows of at most ``length`` tokens as first-fit decreasing finds; each
-    sample's positions restart at 0, and so do those of a row's padding, a block of its own that no sample sees.
+    """Samples side by side in rows of at most ``length`` tokens (None: the longest sample's), as ``_pack_rows``
+    lays them out; each sample's positions restart at 0, and so do those of a row's padding, a block of its own
+    that no sample sees.
 
     A sample's first label must be IGNORE_INDEX (its BOS): the last token of the sample before it in the row
     predicts it, and must not be trained to.
@@ -339,16 +340,9 @@ def _pack_batch(embeds: list, labels: list, ids: list, pad_id: int, length: int 
         raise ValueError(f"a sample of {max(sizes)} tokens does not fit rows of pack_length={length}")
     if (torch.stack([sample_labels[0] for sample_labels in labels]) != IGNORE_INDEX).any():
         raise ValueError("a sample's first token has a label: packed, the sample before it would learn to predict it")
-    rows: list[list[int]] = []  # sample indices per row
-    filled: list[int] = []
-    for index in sorted(range(len(ids)), key=lambda i: -sizes[i]):
-        row = next((r for r, used in enumerate(filled) if used + sizes[index] <= length), len(rows))
-        if row == len(rows):
-            rows.append([])
-            filled.append(0)
-        rows[row].append(index)
-        filled[row] += sizes[index]
-    width, hidden, device = max(filled), embeds[0].shape[-1], embeds[0].device
+    rows = _pack_rows(sizes, length)
+    width = max(sum(sizes[i] for i in members) for members in rows)
+    hidden, device = embeds[0].shape[-1], embeds[0].device
     out_embeds = embeds[0].new_zeros(len(rows), width, hidden)
     out_labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long, device=device)
     out_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
@@ -366,6 +360,32 @@ def _pack_batch(embeds: list, labels: list, ids: list, pad_id: int, length: int 
             start = end
         positions[row, start:] = torch.arange(width - start, device=device)  # padding: a block of its own
     return EmbeddedBatch(out_embeds, None, out_labels, out_ids, positions, samples)
+
+
+def _pack_rows(sizes: list[int], length: int) -> list[list[int]]:
+    """Sample indices per row: first-fit decreasing into rows of some width from the longest sample's to ``length``,
+    the width whose rows x width (the tokens the LLM then runs, padding included) is smallest, fewer rows on a tie.
+    The longest sample's width is among those tried, so packing never runs more tokens than right-padding does."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+
+    def first_fit(width: int) -> list[list[int]]:
+        rows: list[list[int]] = []
+        filled: list[int] = []
+        for index in order:
+            row = next((r for r, used in enumerate(filled) if used + sizes[index] <= width), len(rows))
+            if row == len(rows):
+                rows.append([])
+                filled.append(0)
+            rows[row].append(index)
+            filled[row] += sizes[index]
+        return rows
+
+    def cost(rows: list[list[int]]) -> tuple[int, int]:
+        return len(rows) * max(sum(sizes[i] for i in members) for members in rows), len(rows)
+
+    longest, total = max(sizes), sum(sizes)
+    widths = {longest, length, *(min(length, max(longest, -(-total // k))) for k in range(1, len(sizes) + 1))}
+    return min((first_fit(width) for width in sorted(widths)), key=cost)
 
 
 @contextlib.contextmanager

@@ -132,6 +132,22 @@ def test_packing_refuses_samples_that_do_not_fit_or_whose_first_token_is_labelle
     assert embedded.labels[0, 0] == IGNORE_INDEX and embedded.labels[0, length] == IGNORE_INDEX
 
 
+def test_rows_are_as_few_padded_tokens_as_first_fit_finds_and_never_more_than_right_padding():
+    sizes = [155, 164, 69, 124, 187, 183]
+
+    def laid_out(length):
+        rows = model_module._pack_rows(sizes, length)
+        assert sorted(i for row in rows for i in row) == list(range(6))
+        fills = [sum(sizes[i] for i in row) for row in rows]
+        assert max(fills) <= length
+        return len(rows), max(fills)
+
+    assert laid_out(187) == (6, 187)  # nothing pairs within the longest sample's width: as right-padded
+    assert laid_out(240) == (5, 193)  # 965 tokens run instead of 6 x 187 = 1122 (rows of 240 would be 5 x 233)
+    assert laid_out(1000) == (1, 882)
+    assert laid_out(500) == (5, 193)  # 2 rows of 494 would run 988
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     (["train.pack_sequences=yes"], r"train.pack_sequences=yes: give true or false"),
     (["train.pack_sequences=true", "train.pack_length=0"], r"train.pack_length=0: give a whole number of tokens >= 1"),
