@@ -49,8 +49,8 @@ from transformers import (
 from nextmm.cli import quiet_libraries
 from nextmm.cli.inspect import stage_parts
 from nextmm.config import load_model_config
-from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns
 from nextmm.data import Batch, Output
+from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns
 from nextmm.inference.memory import LADDER, GiB, MemoryPlan, estimate_peak, part_sizes
 from nextmm.inference.prompt import Media, Message, prompt_segments
 from nextmm.modality import MODALITIES, signal_tokens
@@ -74,6 +74,7 @@ DECODE_OPTIONS = {
     "merged": ({"merge_for_inference": True}, False),
     "merged_static_cache_compile": ({"merge_for_inference": True, "kv_cache": "static", "compile": True}, False),
 }
+WORDS = ("the", "a", "picture", "of", "sea", "sky", "with", "blue", "light", "waves", "over", "sand", "and", "birds")
 BATCH_PROMPTS = ("surf vlog", "a picture of the beach", "the sound of rain", "a video of the city at night",
                  "show me a forest", "let me hear the sea", "snow on the mountains", "a desert at noon")
 
@@ -215,28 +216,30 @@ def stage3_batch(model: NextMM, count: int, shortest: int, longest: int, seed: i
     text answer; every other answer also produces an image, its signal tokens aligned to a random precomputed
     target, so both projectors, LoRA and the new token rows all train."""
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
-    words = "the a picture of sea sky with blue light waves over sand and some birds near".split()
     run = "".join(signal_tokens("image", model.config.signal_tokens["image"]))
     shape = model.decoders.conditioning_shape("image")
     segments, outputs, total = [], [], 0
     for index in range(count):
         wanted, produces = rng.randint(shortest, longest), index % 2 == 1
-        medium = [Media("image", torch.randn(model.encoder.embed_dim, generator=generator), encoded=True)]
-
-        def sample(n: int) -> list:
-            answer = " ".join(words[(index + i) % len(words)] for i in range(n)) + (f" {run}" if produces else "")
-            messages = [Message("user", "Describe this picture.", medium), Message("assistant", answer)]
-            return prompt_segments(messages, train_answers=True, prompt_format=model.prompt_format)
-
+        medium = Media("image", torch.randn(model.encoder.embed_dim, generator=generator), encoded=True)
+        ending = f" {run}" if produces else ""
         low, high = 0, wanted  # the most answer words whose sample fits `wanted` tokens
         while low < high:
             middle = (low + high + 1) // 2
-            low, high = (middle, high) if len(model.encode(sample(middle))[0]) <= wanted else (low, middle - 1)
-        segments.append(sample(low))
+            fits = len(model.encode(image_question(model, medium, index, middle, ending))[0]) <= wanted
+            low, high = (middle, high) if fits else (low, middle - 1)
+        segments.append(image_question(model, medium, index, low, ending))
         outputs.append([Output("image", "a picture", target=torch.randn(shape, generator=generator))] if produces
                        else [])
         total += len(model.encode(segments[-1])[0])
     return Batch(segments, outputs, num_tokens=total)
+
+
+def image_question(model: NextMM, medium: Media, index: int, words: int, ending: str) -> list:
+    """The segments of a question about ``medium`` answered by ``words`` words (from the index-th of WORDS on)."""
+    answer = " ".join(WORDS[(index + i) % len(WORDS)] for i in range(words)) + ending
+    messages = [Message("user", "Describe this picture.", [medium]), Message("assistant", answer)]
+    return prompt_segments(messages, train_answers=True, prompt_format=model.prompt_format)
 
 
 def bench_stage3_step(model: NextMM, device: torch.device, args, llm_params: int, llm_trainable: int) -> dict:
@@ -269,23 +272,14 @@ def bench_stage3_step(model: NextMM, device: torch.device, args, llm_params: int
             with torch.no_grad(), autocast:
                 start_loss = float(loss(batch)["loss"])  # without dropout: the same for every case
             model.train()
-
-            def step():
-                with autocast:
-                    terms = loss(batch)
-                terms["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(list(trainable.values()), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-
-            step()  # warm-up
+            train_step(loss, batch, optimizer, autocast)  # warm-up
             synchronize(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             shapes.clear()
             began = time.perf_counter()
             for _ in range(args.train_steps):
-                step()
+                train_step(loss, batch, optimizer, autocast)
             synchronize(device)
             seconds = (time.perf_counter() - began) / args.train_steps
             rows, row_length = shapes[-1]
@@ -300,6 +294,17 @@ def bench_stage3_step(model: NextMM, device: torch.device, args, llm_params: int
         hook.remove()
         model.eval()
     return report
+
+
+def train_step(loss: StageLoss, batch: Batch, optimizer: torch.optim.Optimizer, autocast) -> None:
+    """A step as the training loop takes it: forward (under ``autocast``), backward, gradients clipped to 1, AdamW."""
+    with autocast:
+        terms = loss(batch)
+    terms["loss"].backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def synchronize(device: torch.device) -> None:

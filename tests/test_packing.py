@@ -123,7 +123,7 @@ def test_packing_refuses_samples_that_do_not_fit_or_whose_first_token_is_labelle
         model.embed_segments(segments, pack=True, pack_length=5)
     encode = model.encode
     try:
-        model.encode = lambda sample: (lambda ids, labels: (ids, [ids[0], *labels[1:]]))(*encode(sample))
+        model.encode = lambda sample: (encode(sample)[0], [encode(sample)[0][0], *encode(sample)[1][1:]])
         with pytest.raises(ValueError, match="a sample's first token has a label"):
             model.embed_segments(segments, pack=True)
     finally:
@@ -155,8 +155,8 @@ def test_rows_are_as_few_padded_tokens_as_first_fit_finds_and_never_more_than_ri
     (["train.pack_sequences=true", "train.pack_length=100"],
      r"train.pack_length=100 is below data.max_length=256: a sample that long would fit no row"),
     (["train.pack_sequences=true", "model.llm.attn_implementation=flash_attention_2"],
-     r"model.llm.attn_implementation=flash_attention_2: transformers keeps packed samples apart there only in a batch "
-     r"of one row; set model.llm.attn_implementation=sdpa"),
+     (r"model.llm.attn_implementation=flash_attention_2: transformers keeps packed samples apart there only in a "
+      r"batch of one row; set model.llm.attn_implementation=sdpa")),
     (["optimizer.fused=sometimes"], r"optimizer.fused=sometimes: give auto, true or false"),
 ])
 def test_settings_that_cannot_work_are_refused_before_any_work(root, tmp_path, settings, message):
