@@ -10,7 +10,12 @@ the device. Reported per step of a text -> text + image + audio + video turn: la
 quantized settings load a random LLM saved to a temporary folder, as bitsandbytes quantizes weights on loading.
 Then one modality-switching training step (LoRA + projectors + new token rows):
 tokens/s and model FLOPs utilisation, counting 2·N·T FLOPs for the forward and 2·N·T for the backward
-through the frozen weights (activation gradients only), plus 2·N_trainable·T for the weight gradients.
+through the frozen weights (activation gradients only), plus 2·N_trainable·T for the weight gradients. First on
+--batch rows of --length random tokens through the LLM alone; then as a stage runs it (``stage3_mixed``): StageLoss
+on --mixed-batch stage-3 conversations whose lengths are drawn uniformly from --mixed-shortest to --mixed-length
+tokens, right-padded and packed (train.pack_sequences), with torch's default and its fused AdamW (optimizer.fused),
+the LLM and the trained parts in float32 under bf16 autocast where the device has bf16 (train.mixed_precision=bf16),
+as a stage builds them; tokens/s and MFU over the real (non-pad) tokens.
 
 Decoding: tokens/s of the LLM step of a batch-1 turn forced to --decode-tokens new tokens (128; the turn-end stop and
 EOS are held off), for each decoding option (DECODE_OPTIONS), against the bandwidth bound: a decoding step reads every
@@ -24,7 +29,9 @@ import argparse
 import contextlib
 import copy
 import functools
+import itertools
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -42,13 +49,16 @@ from transformers import (
 from nextmm.cli import quiet_libraries
 from nextmm.cli.inspect import stage_parts
 from nextmm.config import load_model_config
+from nextmm.data import Batch, Output
 from nextmm.inference.conversation import Conversation, GenerationSettings, generate_turns
 from nextmm.inference.memory import LADDER, GiB, MemoryPlan, estimate_peak, part_sizes
-from nextmm.inference.prompt import Message
-from nextmm.modality import MODALITIES
+from nextmm.inference.prompt import Media, Message, prompt_segments
+from nextmm.modality import MODALITIES, signal_tokens
 from nextmm.model import NextMM
 from nextmm.parts.decoders import build_pipeline
 from nextmm.parts.llm import is_quantized, merged_for_inference
+from nextmm.training.losses import StageLoss
+from nextmm.training.optimization import build_optimizer
 from nextmm.training.trainable import set_trainable
 
 # Dense bf16/fp16 tensor throughput, for model FLOPs utilisation.
@@ -64,6 +74,7 @@ DECODE_OPTIONS = {
     "merged": ({"merge_for_inference": True}, False),
     "merged_static_cache_compile": ({"merge_for_inference": True, "kv_cache": "static", "compile": True}, False),
 }
+WORDS = ("the", "a", "picture", "of", "sea", "sky", "with", "blue", "light", "waves", "over", "sand", "and", "birds")
 BATCH_PROMPTS = ("surf vlog", "a picture of the beach", "the sound of rain", "a video of the city at night",
                  "show me a forest", "let me hear the sea", "snow on the mountains", "a desert at noon")
 
@@ -182,14 +193,123 @@ def bench_training_step(model: NextMM, device: torch.device, args) -> dict:
     llm_params = sum(p.numel() for p in model.llm.parameters())
     llm_trainable = counts.get("lora", 0) + counts.get("new_tokens", 0)
     flops = (4 * llm_params + 2 * llm_trainable) * tokens
-    peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
-    return {
+    peak = peak_flops(device)
+    report = {
         "batch": args.batch, "length": args.length, "step_s": round(seconds, 4),
         "tokens_per_s": round(tokens / seconds, 1),
         "trainable_parameters": sum(counts.values()),
         "mfu": None if peak is None else round(flops / seconds / peak, 4),
         "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
     }
+    report["stage3_mixed"] = bench_stage3_step(model, device, args, llm_params, llm_trainable)
+    return report
+
+
+def peak_flops(device: torch.device) -> float | None:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def stage3_batch(model: NextMM, count: int, shortest: int, longest: int, seed: int = 0) -> Batch:
+    """``count`` stage-3 conversations, each as long as a draw from uniform[shortest, longest] tokens allows (at least
+    the template's own length): an image question (its ImageBind vector given, as with precomputed features) and a
+    text answer; every other answer also produces an image, its signal tokens aligned to a random precomputed
+    target, so both projectors, LoRA and the new token rows all train."""
+    rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
+    run = "".join(signal_tokens("image", model.config.signal_tokens["image"]))
+    shape = model.decoders.conditioning_shape("image")
+    segments, outputs, total = [], [], 0
+    for index in range(count):
+        wanted, produces = rng.randint(shortest, longest), index % 2 == 1
+        medium = Media("image", torch.randn(model.encoder.embed_dim, generator=generator), encoded=True)
+        ending = f" {run}" if produces else ""
+        low, high = 0, wanted  # the most answer words whose sample fits `wanted` tokens
+        while low < high:
+            middle = (low + high + 1) // 2
+            fits = len(model.encode(image_question(model, medium, index, middle, ending))[0]) <= wanted
+            low, high = (middle, high) if fits else (low, middle - 1)
+        segments.append(image_question(model, medium, index, low, ending))
+        outputs.append([Output("image", "a picture", target=torch.randn(shape, generator=generator))] if produces
+                       else [])
+        total += len(model.encode(segments[-1])[0])
+    return Batch(segments, outputs, num_tokens=total)
+
+
+def image_question(model: NextMM, medium: Media, index: int, words: int, ending: str) -> list:
+    """The segments of a question about ``medium`` answered by ``words`` words (from the index-th of WORDS on)."""
+    answer = " ".join(WORDS[(index + i) % len(WORDS)] for i in range(words)) + ending
+    messages = [Message("user", "Describe this picture.", [medium]), Message("assistant", answer)]
+    return prompt_segments(messages, train_answers=True, prompt_format=model.prompt_format)
+
+
+def bench_stage3_step(model: NextMM, device: torch.device, args, llm_params: int, llm_trainable: int) -> dict:
+    """The modality-switching step as a stage runs it (StageLoss, gradient clipping, AdamW) on a batch of mixed
+    lengths: padded and packed, each with torch's default and its fused AdamW, every case from the same weights."""
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    for part in (model.llm, model.input_projector, model.output_projectors):
+        part.float()  # a stage builds the model in float32; bf16 comes from autocast (accelerate's mixed precision)
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    start_weights = {name: p.detach().clone() for name, p in trainable.items()}
+    batch = stage3_batch(model, args.mixed_batch, args.mixed_shortest, args.mixed_length)
+    lengths = [len(model.encode(sample)[0]) for sample in batch.segments]
+    shapes = []
+    hook = model.llm.register_forward_pre_hook(
+        lambda module, a, kwargs: shapes.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True)
+    peak = peak_flops(device)
+    flops = (4 * llm_params + 2 * llm_trainable) * batch.num_tokens  # real tokens only
+    report = {"samples": len(lengths), "length_distribution": f"uniform {args.mixed_shortest}-{args.mixed_length} tokens",
+              "sample_tokens": lengths, "real_tokens": batch.num_tokens, "mixed_precision": "bf16" if bf16 else "no",
+              "train_steps": args.train_steps, "cases": {}}
+    try:
+        for pack, fused in itertools.product((False, True), (False, True)):
+            for name, p in trainable.items():
+                p.data.copy_(start_weights[name])
+            loss = StageLoss(model, alignment_weight=1.0, pack=pack, pack_length=args.mixed_length if pack else None)
+            optimizer = build_optimizer(model, {"lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0,
+                                                "fused": fused})
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+            model.eval()
+            with torch.no_grad(), autocast:
+                start_loss = float(loss(batch)["loss"])  # without dropout: the same for every case
+            model.train()
+            train_step(loss, batch, optimizer, autocast)  # warm-up
+            synchronize(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            shapes.clear()
+            began = time.perf_counter()
+            for _ in range(args.train_steps):
+                train_step(loss, batch, optimizer, autocast)
+            synchronize(device)
+            seconds = (time.perf_counter() - began) / args.train_steps
+            rows, row_length = shapes[-1]
+            report["cases"][f"{'packed' if pack else 'padded'}_{'fused' if fused else 'unfused'}"] = {
+                "rows": rows, "row_length": row_length, "tokens_processed": rows * row_length,
+                "step_s": round(seconds, 4), "real_tokens_per_s": round(batch.num_tokens / seconds, 1),
+                "mfu": None if peak is None else round(flops / seconds / peak, 4),
+                "optimizer_fused": bool(optimizer.defaults["fused"]), "start_loss": round(start_loss, 5),
+                "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
+            }
+    finally:
+        hook.remove()
+        model.eval()
+    return report
+
+
+def train_step(loss: StageLoss, batch: Batch, optimizer: torch.optim.Optimizer, autocast) -> None:
+    """A step as the training loop takes it: forward (under ``autocast``), backward, gradients clipped to 1, AdamW."""
+    with autocast:
+        terms = loss(batch)
+    terms["loss"].backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def device_bandwidth(device: torch.device, override: float | None) -> float | None:
@@ -341,6 +461,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--mixed-batch", type=int, default=8, help="samples of the stage-3 step of mixed lengths")
+    parser.add_argument("--mixed-shortest", type=int, default=64, help="its samples' fewest tokens")
+    parser.add_argument("--mixed-length", type=int, default=512, help="its samples' most tokens, and the packed rows'")
     parser.add_argument("--decode-tokens", type=int, default=128, help="new tokens of the decoding runs (forced)")
     parser.add_argument("--decode-repeats", type=int, default=3)
     parser.add_argument("--decode-options", nargs="+", default=list(DECODE_OPTIONS), choices=list(DECODE_OPTIONS))
@@ -355,6 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.reduced:
         args.model, args.dtype, args.tokens, args.steps, args.frames = "tiny", "float32", 4, 1, 8
         args.batch, args.length, args.train_steps = 2, 16, 1
+        args.mixed_batch, args.mixed_shortest, args.mixed_length = 6, 60, 240  # the template alone is ~55 tokens
         args.decode_tokens, args.decode_repeats, args.batch_sizes, args.batch_repeats = 16, 1, [1, 4], 1
     quiet_libraries()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.reduced else "cpu")

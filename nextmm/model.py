@@ -54,12 +54,16 @@ __all__ = ["IGNORE_INDEX", "MEDIA_POSITION", "EmbeddedBatch", "NextMM"]
 
 @dataclass
 class EmbeddedBatch:
-    """Right-padded LLM inputs for a batch of segment lists."""
+    """LLM inputs for a batch of segment lists: one right-padded row per sample, or packed rows (R <= B) that hold
+    several samples each, side by side, with ``position_ids`` restarting at 0 for each and no attention mask
+    (transformers then attends only within each sample: masking_utils.find_packed_sequence_indices)."""
 
-    inputs_embeds: torch.Tensor  # (B, T, H)
-    attention_mask: torch.Tensor  # (B, T)
+    inputs_embeds: torch.Tensor  # (B, T, H), or packed (R, T, H)
+    attention_mask: torch.Tensor | None  # (B, T); None when packed
     labels: torch.Tensor  # (B, T), IGNORE_INDEX where no loss
     token_ids: torch.Tensor  # (B, T), MEDIA_POSITION at media tokens, pad id at padding
+    position_ids: torch.Tensor | None = None  # packed: (R, T), 0 at each sample's BOS and at the row's padding
+    samples: list[tuple[int, int, int]] | None = None  # packed: (row, start, length) of each sample, in batch order
 
 
 class NextMM(nn.Module):
@@ -201,11 +205,14 @@ class NextMM(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.input_projector.parameters()).dtype
 
-    def embed_segments(self, batch: Sequence[Sequence[Segment]]) -> EmbeddedBatch:
+    def embed_segments(
+        self, batch: Sequence[Sequence[Segment]], *, pack: bool = False, pack_length: int | None = None
+    ) -> EmbeddedBatch:
         """Turn segment lists into right-padded LLM inputs; media of one modality encode in one call.
 
         Every sequence starts with BOS. Text marked ``train`` gets labels, all else IGNORE_INDEX. The token ids
-        follow the config's ``prompt_format`` (nextmm.inference.prompt.encode_segments).
+        follow the config's ``prompt_format`` (nextmm.inference.prompt.encode_segments). With ``pack`` the samples
+        share rows of at most ``pack_length`` tokens (None: the longest sample's), see EmbeddedBatch.
         """
         media_tokens = self._embed_all_media(batch)
         labels, ids = [], []
@@ -221,6 +228,8 @@ class NextMM(nn.Module):
             if len(media_positions):
                 sample_embeds = sample_embeds.index_put((media_positions,), sample_media)
             embeds.append(sample_embeds)  # (T, H)
+        if pack:
+            return _pack_batch(embeds, labels, ids, self.tokenizer.pad_token_id, pack_length)
         return _pad_batch(embeds, labels, ids, self.tokenizer.pad_token_id)
 
     def encode(self, segments: Sequence[Segment]) -> tuple[list[int], list[int]]:
@@ -284,17 +293,22 @@ class NextMM(nn.Module):
         return self.output_projectors[modality](hidden_states, input_embeds)
 
     def signal_hidden_states(
-        self, token_ids: torch.Tensor, hidden_states: torch.Tensor
+        self, token_ids: torch.Tensor, hidden_states: torch.Tensor, samples: list[tuple[int, int, int]] | None = None
     ) -> dict[str, tuple[list[int], torch.Tensor]]:
-        """Complete signal runs in a teacher-forced batch: modality -> (batch rows, states (n, N, H))."""
+        """Complete signal runs in a teacher-forced batch: modality -> (samples, states (n, N, H)).
+
+        A sample is a row of ``token_ids`` (R, T), or with ``samples`` (a packed EmbeddedBatch's) the tokens
+        ``(row, start, length)`` say; runs come in sample, then position, order.
+        """
+        rows_of = token_ids.tolist()
         found: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
-        for row, ids in enumerate(token_ids.tolist()):
-            for span in find_signal_spans(ids, self.signal_ids):
+        for index, (row, start, length) in enumerate(samples or [(r, 0, len(ids)) for r, ids in enumerate(rows_of)]):
+            for span in find_signal_spans(rows_of[row][start : start + length], self.signal_ids):
                 if span.complete:
-                    rows, states = found.setdefault(span.modality, ([], []))
-                    rows.append(row)
-                    states.append(hidden_states[row, span.start : span.start + span.length])
-        return {m: (rows, torch.stack(states)) for m, (rows, states) in found.items()}
+                    where, states = found.setdefault(span.modality, ([], []))
+                    where.append(index)
+                    states.append(hidden_states[row, start + span.start : start + span.start + span.length])
+        return {m: (where, torch.stack(states)) for m, (where, states) in found.items()}
 
 
 def _pad_batch(embeds: list, labels: list, ids: list, pad_id: int) -> EmbeddedBatch:
@@ -310,6 +324,68 @@ def _pad_batch(embeds: list, labels: list, ids: list, pad_id: int) -> EmbeddedBa
         out_labels[row, : len(l)] = l
         out_ids[row, : len(i)] = i
     return EmbeddedBatch(out_embeds, out_mask, out_labels, out_ids)
+
+
+def _pack_batch(embeds: list, labels: list, ids: list, pad_id: int, length: int | None) -> EmbeddedBatch:
+    """Samples side by side in rows of at most ``length`` tokens (None: the longest sample's), as ``_pack_rows``
+    lays them out; each sample's positions restart at 0, and so do those of a row's padding, a block of its own
+    that no sample sees.
+
+    A sample's first label must be IGNORE_INDEX (its BOS): the last token of the sample before it in the row
+    predicts it, and must not be trained to.
+    """
+    sizes = [len(i) for i in ids]
+    length = max(sizes) if length is None else length
+    if max(sizes) > length:
+        raise ValueError(f"a sample of {max(sizes)} tokens does not fit rows of pack_length={length}")
+    if (torch.stack([sample_labels[0] for sample_labels in labels]) != IGNORE_INDEX).any():
+        raise ValueError("a sample's first token has a label: packed, the sample before it would learn to predict it")
+    rows = _pack_rows(sizes, length)
+    width = max(sum(sizes[i] for i in members) for members in rows)
+    hidden, device = embeds[0].shape[-1], embeds[0].device
+    out_embeds = embeds[0].new_zeros(len(rows), width, hidden)
+    out_labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long, device=device)
+    out_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    positions = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    samples: list[tuple[int, int, int]] = [(0, 0, 0)] * len(ids)
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            end = start + sizes[index]
+            out_embeds[row, start:end] = embeds[index]
+            out_labels[row, start:end] = labels[index]
+            out_ids[row, start:end] = ids[index]
+            positions[row, start:end] = torch.arange(sizes[index], device=device)
+            samples[index] = (row, start, sizes[index])
+            start = end
+        positions[row, start:] = torch.arange(width - start, device=device)  # padding: a block of its own
+    return EmbeddedBatch(out_embeds, None, out_labels, out_ids, positions, samples)
+
+
+def _pack_rows(sizes: list[int], length: int) -> list[list[int]]:
+    """Sample indices per row: first-fit decreasing into rows of some width from the longest sample's to ``length``,
+    the width whose rows x width (the tokens the LLM then runs, padding included) is smallest, fewer rows on a tie.
+    The longest sample's width is among those tried, so packing never runs more tokens than right-padding does."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+
+    def first_fit(width: int) -> list[list[int]]:
+        rows: list[list[int]] = []
+        filled: list[int] = []
+        for index in order:
+            row = next((r for r, used in enumerate(filled) if used + sizes[index] <= width), len(rows))
+            if row == len(rows):
+                rows.append([])
+                filled.append(0)
+            rows[row].append(index)
+            filled[row] += sizes[index]
+        return rows
+
+    def cost(rows: list[list[int]]) -> tuple[int, int]:
+        return len(rows) * max(sum(sizes[i] for i in members) for members in rows), len(rows)
+
+    longest, total = max(sizes), sum(sizes)
+    widths = {longest, length, *(min(length, max(longest, -(-total // k))) for k in range(1, len(sizes) + 1))}
+    return min((first_fit(width) for width in sorted(widths)), key=cost)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ def test_reduced_mode_measures_every_step_under_every_memory_setting(tmp_path):
     assert all(e > 0 for e in estimates) and estimates == sorted(estimates, reverse=True) and estimates[0] > estimates[-1]
     training = report["training_step"]
     assert training["tokens_per_s"] > 0 and training["trainable_parameters"] > 0
+    check_stage3_step(training["stage3_mixed"], shortest=60, longest=240)
 
     decoding = report["decoding"]
     assert decoding["tokens"] == 16 and decoding["bandwidth_bytes_per_s"] == 2e10
@@ -51,6 +52,38 @@ def test_reduced_mode_measures_every_step_under_every_memory_setting(tmp_path):
     assert batches["outputs"] == ["image"] and set(batches["sizes"]) == {"1", "4"}
     for size, measured in batches["sizes"].items():
         assert measured["turns_per_min"] == pytest.approx(int(size) / measured["batch_s"] * 60, rel=1e-2)
+
+
+def check_stage3_step(mixed, *, shortest, longest):
+    """The stage-3 step of mixed lengths, as --reduced measures it on CPU: consistent numbers, packing runs fewer rows
+    and tokens than padding for the same real tokens and the same loss, the fused AdamW where asked."""
+    assert mixed["mixed_precision"] == "no"  # bf16 autocast only on a CUDA device that has bf16
+    assert mixed["real_tokens"] == sum(mixed["sample_tokens"])
+    assert all(shortest <= n <= longest for n in mixed["sample_tokens"])
+    cases = mixed["cases"]
+    assert set(cases) == {"padded_unfused", "padded_fused", "packed_unfused", "packed_fused"}
+    for name, case in cases.items():
+        assert case["optimizer_fused"] == name.endswith("_fused")
+        assert case["step_s"] > 0 and case["mfu"] is None and case["peak_gib"] is None  # CPU
+        assert case["real_tokens_per_s"] == pytest.approx(mixed["real_tokens"] / case["step_s"], rel=2e-2)
+        assert case["tokens_processed"] == case["rows"] * case["row_length"] >= mixed["real_tokens"]
+        assert case["start_loss"] == pytest.approx(cases["padded_unfused"]["start_loss"], rel=1e-5)
+    padded, packed = cases["padded_fused"], cases["packed_fused"]
+    assert padded["rows"] == mixed["samples"] and padded["row_length"] == max(mixed["sample_tokens"])
+    assert padded["tokens_processed"] > mixed["real_tokens"]
+    assert packed["rows"] < padded["rows"] and packed["tokens_processed"] < padded["tokens_processed"]
+
+
+def test_the_stage3_step_of_mixed_lengths_is_measured_padded_and_packed(one_thread):
+    import argparse
+
+    bench = load_bench()
+    cfg = bench.random_weights_config("tiny")
+    model = bench.build(cfg, torch.device("cpu"), torch.float32, bench.MemoryPlan("resident"))
+    args = argparse.Namespace(batch=2, length=16, train_steps=1, mixed_batch=6, mixed_shortest=60, mixed_length=240)
+    training = bench.bench_training_step(model, torch.device("cpu"), args)
+    assert training["tokens_per_s"] > 0 and training["mfu"] is None
+    check_stage3_step(training["stage3_mixed"], shortest=60, longest=240)
 
 
 def test_bandwidth_comes_from_the_device_name_or_the_override(monkeypatch):

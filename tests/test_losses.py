@@ -132,7 +132,7 @@ def test_answer_nll_is_the_next_token_loss_over_the_tokens_the_llm_may_emit(tied
     labels = torch.full_like(ids, -100)
     labels[0, 4:], labels[1, 2:4] = ids[0, 4:], ids[1, 2:4]
     batch = SimpleNamespace(inputs_embeds=llm.get_input_embeddings()(ids), attention_mask=torch.ones_like(ids),
-                            labels=labels)
+                            labels=labels, position_ids=None)
     full = llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=labels)
     assert torch.allclose(answer_nll(llm, batch)[0], full.loss, atol=1e-6)  # the head only where labels follow
     assert emitted_tokens(llm) is None

@@ -42,6 +42,7 @@ def loss_for(cfg: DictConfig, model) -> StageLoss:
     return StageLoss(
         model, alignment_weight=cfg.loss.alignment_weight, alignment=cfg.loss.alignment,
         denoising_weight=cfg.loss.denoising_weight, snr_gamma=cfg.loss.snr_gamma,
+        pack=cfg.train.pack_sequences, pack_length=cfg.train.pack_length,
     )
 
 

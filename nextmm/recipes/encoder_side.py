@@ -32,7 +32,7 @@ def dataset_for(cfg: DictConfig, model):
 
 def loss_for(cfg: DictConfig, model) -> StageLoss:
     """The NLL of the caption."""
-    return StageLoss(model)
+    return StageLoss(model, pack=cfg.train.pack_sequences, pack_length=cfg.train.pack_length)
 
 
 def train(cfg: DictConfig) -> dict:

@@ -8,7 +8,8 @@
                weighted, for outputs that come with target media
 
 ``StageLoss`` is an nn.Module so that accelerate can wrap it for DDP/FSDP: its forward is the whole
-model's training forward.
+model's training forward. With ``pack`` the batch's samples share LLM rows (train.pack_sequences): every term is
+the same as on the right-padded batch, for fewer padding tokens.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def answer_nll(llm: nn.Module, embedded, vocabulary: torch.Tensor | None = None,
     targets = embedded.labels[:, 1:]  # (B, T-1)
     positions = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()  # (K,) positions before some label
     tied = vocabulary is not None and llm.config.tie_word_embeddings
+    # no KV cache: a training forward reads none, and with one transformers would not see packed rows as packed
     out = llm(inputs_embeds=embedded.inputs_embeds, attention_mask=embedded.attention_mask,
-              output_hidden_states=output_hidden_states or tied,
+              position_ids=embedded.position_ids, use_cache=False, output_hidden_states=output_hidden_states or tied,
               logits_to_keep=1 if tied or not len(positions) else positions)
     if not len(positions):
         return out.logits.sum() * 0.0, out
@@ -144,7 +146,8 @@ class StageLoss(nn.Module):
 
     Terms: ``loss`` (the weighted sum), ``nll``, ``align/<modality>``, ``denoise/<modality>``; a modality's
     terms appear when the batch has outputs of it. Alignment targets come from the batch (precomputed)
-    or, when absent, from the decoder's text encoder now.
+    or, when absent, from the decoder's text encoder now. ``pack``: the LLM reads the samples packed into rows of
+    ``pack_length`` tokens (None: the batch's longest sample), NextMM.embed_segments.
     """
 
     def __init__(
@@ -155,9 +158,12 @@ class StageLoss(nn.Module):
         alignment: str = "l2",
         denoising_weight: float = 0.0,
         snr_gamma: float = 5.0,
+        pack: bool = False,
+        pack_length: int | None = None,
     ):
         super().__init__()
         self.model = model
+        self.pack, self.pack_length = pack, pack_length
         self.alignment_weight, self.alignment = alignment_weight, alignment
         self.denoising_weight, self.snr_gamma = denoising_weight, snr_gamma
         alignment_loss(torch.zeros(1), torch.zeros(1), alignment)  # fail on a bad name now, not at step 1
@@ -169,7 +175,7 @@ class StageLoss(nn.Module):
             return {"loss": sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0}
 
         # 1. the LLM over the whole conversation; NLL on the answers
-        embedded = model.embed_segments(batch.segments)
+        embedded = model.embed_segments(batch.segments, pack=self.pack, pack_length=self.pack_length)
         with_signals = self.alignment_weight > 0 or self.denoising_weight > 0
         nll, out = answer_nll(model.llm, embedded, self.vocabulary, output_hidden_states=with_signals)
         terms = {"nll": nll}
@@ -178,7 +184,7 @@ class StageLoss(nn.Module):
             return {"loss": loss, **terms}
 
         # 2. each complete signal-token run -> the decoder's conditioning, aligned to its caption's
-        found = model.signal_hidden_states(embedded.token_ids, out.hidden_states[-1])
+        found = model.signal_hidden_states(embedded.token_ids, out.hidden_states[-1], embedded.samples)
         for modality, (rows, states) in found.items():
             outputs = _outputs_in_order(batch.outputs, rows, modality)
             conditioning = model.project_signals(modality, states)  # (n, *conditioning_shape)
@@ -197,7 +203,7 @@ class StageLoss(nn.Module):
 
 
 def _outputs_in_order(outputs: list[list[Output]], rows: list[int], modality: str) -> list[Output]:
-    """The Output of each signal run, given the batch row of each run (runs come in row, then position, order)."""
+    """The Output of each signal run, given the sample of each run (runs come in sample, then position, order)."""
     queues = {row: [o for o in outputs[row] if o.modality == modality] for row in set(rows)}
     ordered = []
     for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 
@@ -9,13 +10,31 @@ import torch
 from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from nextmm.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 
 def build_optimizer(module: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
+    """AdamW over ``module``'s trainable parameters; ``fused`` (optimizer.fused): auto takes torch's fused kernel
+    (one kernel for every tensor's update) where torch has one for the parameters' devices, true insists on it,
+    false keeps torch's default (foreach on accelerators, a loop over tensors on CPU)."""
     params = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
+    fused = cfg.get("fused", "auto")
+    if not (fused == "auto" or isinstance(fused, bool)):
+        raise ConfigError(f"optimizer.fused={fused}: give auto, true or false")
+    devices = sorted({p.device.type for p in params})
+    supported = all(d in _get_fused_kernels_supported_devices() for d in devices) and all(
+        p.is_floating_point() for p in params)
+    if fused is True and not supported:
+        raise ConfigError(f"optimizer.fused=true: torch {torch.__version__} has no fused AdamW for parameters on "
+                          f"{', '.join(devices)}; set optimizer.fused=auto or false")
+    fused = supported if fused == "auto" else fused
+    log.info("AdamW: %s", "fused" if fused else "not fused")
+    return torch.optim.AdamW(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"],
+                             fused=fused)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, max_steps: int) -> LambdaLR:

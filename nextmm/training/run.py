@@ -104,6 +104,7 @@ def check_run_settings(cfg: DictConfig) -> None:
         "logging.every": (whole(1), "a whole number of steps >= 1"),
         "train.mixed_precision": (lambda v: v in ("no", "fp16", "bf16"), "no, fp16 or bf16"),
         "optimizer.schedule": (lambda v: v in ("cosine", "constant"), "cosine or constant"),
+        "optimizer.fused": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
         "optimizer.total_steps": (whole(1), "a whole number of steps >= 1, or null for train.max_steps"),
         "data.max_bad_share": (lambda v: number(v) and 0 <= v <= 1, "a share from 0 to 1"),
         "data.bad_check_after": (whole(0), "a whole number of samples >= 0"),

@@ -73,7 +73,8 @@ def check_resumable(checkpoints: Path, accelerator: Accelerator) -> None:
 
 def configure_engine(accelerator: Accelerator, cfg: DictConfig) -> None:
     """Give DeepSpeed the run's micro-batch size and gradient clipping (it clips, not the loop), refusing an
-    accelerate config that sets them otherwise, and refuse what its offloaded optimizer would change; refuse a
+    accelerate config that sets them otherwise, and refuse what its offloaded optimizer would change (betas, a
+    fused AdamW insisted on); refuse a
     weight average under FSDP, where each process would average only its shard and checkpoint the main one's."""
     if accelerator.distributed_type == DistributedType.FSDP:
         if OmegaConf.select(cfg, "ema.decay", default=None) is not None:
@@ -97,6 +98,9 @@ def configure_engine(accelerator: Accelerator, cfg: DictConfig) -> None:
                               f"equal (or leave {key} out of the DeepSpeed config)")
     offloaded = ds["zero_optimization"].get("offload_optimizer", {}).get("device", "none") not in ("none", None)
     betas = OmegaConf.select(cfg, "optimizer.betas", default=None)
+    if offloaded and OmegaConf.select(cfg, "optimizer.fused", default=None) is True:
+        raise ConfigError("optimizer.fused=true: with the optimizer offloaded, DeepSpeed's CPU Adam steps instead of "
+                          "torch's fused AdamW; set optimizer.fused=auto")
     if offloaded and betas is not None and tuple(betas) != CPU_ADAM_BETAS:
         raise ConfigError(f"optimizer.betas={list(betas)}: with the optimizer offloaded, DeepSpeed's CPU Adam steps "
                           f"with betas {list(CPU_ADAM_BETAS)}; set optimizer.betas={list(CPU_ADAM_BETAS)}")

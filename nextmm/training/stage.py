@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
 
+from nextmm.checks import check, flag, whole
 from nextmm.data import BatchStream
 from nextmm.errors import ConfigError
 from nextmm.model import NextMM
@@ -49,6 +50,30 @@ def check_stage_resume(cfg: DictConfig) -> Callable[[DictConfig, Path], None]:
     return check
 
 
+def check_packing(cfg: DictConfig) -> None:
+    """``train.pack_sequences`` and ``train.pack_length``: in range, every sample fits a row, and an attention
+    kernel that keeps packed samples apart (transformers 5.23 does so for eager and sdpa from the restarting
+    position ids; for flash_attention_2 only in a batch of one row)."""
+    pack, length = cfg.train.pack_sequences, cfg.train.pack_length
+    check({"train.pack_sequences": pack, "train.pack_length": length}, {
+        "train.pack_sequences": (flag, "true or false"),
+        "train.pack_length": (whole(1), "a whole number of tokens >= 1, or null for each batch's longest sample"),
+    })
+    if length is not None and not pack:
+        raise ConfigError(f"train.pack_length={length} does nothing without train.pack_sequences=true: set that, or "
+                          "train.pack_length=null")
+    if not pack:
+        return
+    if length is not None and length < cfg.data.max_length:
+        raise ConfigError(f"train.pack_length={length} is below data.max_length={cfg.data.max_length}: a sample that "
+                          "long would fit no row; raise train.pack_length, lower data.max_length, or set null")
+    attention = OmegaConf.select(cfg, "model.llm.attn_implementation", default=None)
+    if attention == "flash_attention_2":
+        raise ConfigError("train.pack_sequences=true with model.llm.attn_implementation=flash_attention_2: transformers "
+                          "keeps packed samples apart there only in a batch of one row; set "
+                          "model.llm.attn_implementation=sdpa")
+
+
 def train_stage(
     cfg: DictConfig,
     stage: str,
@@ -64,6 +89,7 @@ def train_stage(
     if OmegaConf.select(cfg, "model.llm.merge_for_inference", default=None):
         raise ConfigError("model.llm.merge_for_inference=true folds LoRA into the LLM's weights, for answering: a stage "
                           "trains LoRA itself; set model.llm.merge_for_inference=false")
+    check_packing(cfg)
     accelerator = start_run(cfg, stage)
     model = NextMM.from_config(cfg.model, device=accelerator.device)
     init_from(model, cfg.init_from)
