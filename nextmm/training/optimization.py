@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 def build_optimizer(module: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
     """AdamW over ``module``'s trainable parameters; ``fused`` (optimizer.fused): auto takes torch's fused kernel
-    (one kernel for every tensor's update) where torch has one for the parameters' devices, true insists on it,
-    false keeps torch's default (foreach on accelerators, a loop over tensors on CPU)."""
+    (one kernel for every tensor's update) for parameters on CUDA, true insists on it on any device torch has one
+    for (CPU too), false keeps torch's default (foreach on accelerators, a loop over tensors on CPU). Auto leaves
+    CPU runs, the toy world's among them, stepping as they always did."""
     params = [p for p in module.parameters() if p.requires_grad]
     fused = cfg.get("fused", "auto")
     if not (fused == "auto" or isinstance(fused, bool)):
@@ -31,7 +32,7 @@ def build_optimizer(module: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
     if fused is True and not supported:
         raise ConfigError(f"optimizer.fused=true: torch {torch.__version__} has no fused AdamW for parameters on "
                           f"{', '.join(devices)}; set optimizer.fused=auto or false")
-    fused = supported if fused == "auto" else fused
+    fused = supported and devices == ["cuda"] if fused == "auto" else fused
     log.info("AdamW: %s", "fused" if fused else "not fused")
     return torch.optim.AdamW(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"],
                              fused=fused)
