@@ -193,3 +193,24 @@ def test_missing_output_dir_is_an_error_in_the_python_api():
     # (on the command line output_dir defaults to Hydra's run folder: tests/test_cli_hydra.py)
     with pytest.raises(ConfigError, match=r"^set output_dir=<folder> \(checkpoints and the final trained parts go there\)$"):
         recipe("decoder_side").main(compose_config("stage/decoder_side", ["model=tiny"]))
+
+
+@pytest.mark.slow
+def test_a_bf16_run_keeps_frozen_weights_in_bf16_and_learns_as_a_float32_one(root, tmp_path):
+    """train.mixed_precision=bf16 from the command line (its own process: accelerate fixes the precision once per
+    process): the log says the frozen pretrained weights were kept in bf16, the losses follow the float32 run's, and
+    the trained parts are saved in float32."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bf16"
+    command = [sys.executable, "-m", "nextmm", "train", "modality_switching", *overrides(root, out),
+               "train.max_steps=3", "train.mixed_precision=bf16"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logged = "\n".join(path.read_text() for path in out.glob("*.log")) + result.stderr
+    assert "frozen pretrained parameters kept in bf16" in logged
+    bf16 = torch.load(out / "checkpoints" / "step-00000003" / "training.pt", weights_only=True)["losses"]
+    fp32 = train("modality_switching", root, tmp_path / "fp32", "train.max_steps=3")["losses"]
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.02)
+    assert {tensor.dtype for tensor in trained_tensors(out / "final").values()} == {torch.float32}

@@ -7,6 +7,7 @@ the trained parts (or their average) for the next stage. The recipes (nextmm.rec
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from nextmm.training.run import (
     stage_batch_size,
     start_run,
 )
-from nextmm.training.trainable import set_trainable
+from nextmm.training.trainable import set_trainable, store_frozen_in
+
+log = logging.getLogger(__name__)
 
 
 def check_stage_resume(cfg: DictConfig) -> Callable[[DictConfig, Path], None]:
@@ -94,6 +97,9 @@ def train_stage(
     model = NextMM.from_config(cfg.model, device=accelerator.device)
     init_from(model, cfg.init_from)
     log_trainable(model, set_trainable(model, cfg.trainable))
+    stored = store_frozen_in(model, cfg.train.mixed_precision)
+    if stored:
+        log.info("frozen pretrained parameters kept in %s: %s", cfg.train.mixed_precision, f"{stored:,}")
 
     # 2. the recipe's data and loss
     dataset = dataset_for(model)

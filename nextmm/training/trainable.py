@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from torch import nn
 
 PARTS = ("encoder", "input_projector", "llm", "lora", "new_tokens", "output_projectors")
+PRETRAINED = ("encoder", "llm")  # loaded from their own formats (ImageBind, Vicuna), never saved by a stage
+HALF_PRECISION = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def part_of(name: str) -> str:
@@ -53,3 +57,24 @@ def count_by_part(model: nn.Module) -> dict[str, int]:
 
 def trainable_names(model: nn.Module) -> set[str]:
     return {name for name, param in model.named_parameters() if param.requires_grad}
+
+
+def store_frozen_in(model: nn.Module, mixed_precision: str) -> int:
+    """With ``train.mixed_precision`` fp16 or bf16, keep the frozen pretrained weights (ImageBind's and the base
+    LLM's) in that dtype, as autocast computes with them anyway: half their memory, and no cast of each weight at
+    every step. Everything nextmm trains or saves stays float32 (projectors, LoRA, token rows, even when frozen in
+    this stage), and so do the embedding and output matrices, into which peft writes the trained token rows at
+    each forward. Returns the number of parameters stored in half precision; none with ``no``."""
+    dtype = HALF_PRECISION.get(mixed_precision)
+    if dtype is None:
+        return 0
+    token_layers = {id(param) for module in model.modules() if isinstance(module, TrainableTokensLayer)
+                    for param in module.parameters()}
+    stored = 0
+    for name, param in model.named_parameters():
+        if (param.requires_grad or part_of(name) not in PRETRAINED or id(param) in token_layers
+                or "embed_tokens" in name or "lm_head" in name):
+            continue
+        param.data = param.data.to(dtype)
+        stored += param.numel()
+    return stored
