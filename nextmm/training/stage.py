@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from accelerate.utils import DistributedType
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
@@ -97,7 +98,9 @@ def train_stage(
     model = NextMM.from_config(cfg.model, device=accelerator.device)
     init_from(model, cfg.init_from)
     log_trainable(model, set_trainable(model, cfg.trainable))
-    stored = store_frozen_in(model, cfg.train.mixed_precision)
+    # FSDP2 shards a unit's parameters in one dtype; LoRA and its frozen base share a unit, so they stay alike there
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    stored = 0 if fsdp else store_frozen_in(model, cfg.train.mixed_precision)
     if stored:
         log.info("frozen pretrained parameters kept in %s: %s", cfg.train.mixed_precision, f"{stored:,}")
 
