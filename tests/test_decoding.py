@@ -2,9 +2,12 @@
 last-layer states it collects: each option takes effect, and answers match the plain path (greedy text equal,
 signal-token states within 1e-4)."""
 
+import contextlib
+
 import pytest
 import torch
 from peft import PeftModel
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from transformers import LlamaForCausalLM, StaticCache
 
 from nextmm.errors import ConfigError
@@ -12,7 +15,7 @@ from nextmm.inference import conversation
 from nextmm.inference.conversation import GenerationSettings, LastLayerStates, generate_turns
 from nextmm.inference.prompt import Message
 from nextmm.model import NextMM
-from nextmm.parts.llm import merged_for_inference
+from nextmm.parts.llm import final_norm, merged_for_inference
 
 STATE_TOLERANCE = 1e-4  # float32 states of the tiny LLM, the option's path against the plain one
 PROMPTS = ["surf vlog", "show me a forest"]
@@ -187,3 +190,27 @@ def test_signal_completion_forces_what_the_run_rules_force(tiny_model):
                 assert not any(torch.isfinite(scores[row, run[1:]]).any() for run in ids.values())
         answers = torch.cat([answers, scores.argmax(dim=1, keepdim=True)], dim=1)
     assert forced_seen > 100
+
+
+def test_token_rows_are_written_in_for_the_turn_only_and_change_no_bit(tiny_model, monkeypatch):
+    """peft rebuilds the embedding and output matrices with the trained token rows at every forward; a turn writes
+    them in once instead. Inside the turn the token layers are merged, after it they are not (training never sees
+    them merged), the matrices are as before, and tokens and states equal the unmerged path's exactly."""
+    layers = [m for m in tiny_model.llm.modules() if isinstance(m, TrainableTokensLayer)]
+    assert layers
+    weights = [layer.base_layer.weight.detach().clone() for layer in layers]
+    merged_while_thinking = []
+    norm = final_norm(tiny_model.llm)
+    hook = norm.register_forward_hook(lambda *args: merged_while_thinking.append([l.merged for l in layers]))
+    try:
+        merged = answers(tiny_model, monkeypatch)
+    finally:
+        hook.remove()
+    assert merged_while_thinking and all(all(flags) for flags in merged_while_thinking)
+    assert not any(layer.merged for layer in layers)
+    for layer, weight in zip(layers, weights):
+        assert torch.equal(layer.base_layer.weight, weight)
+    monkeypatch.setattr(conversation, "token_rows_written_in", lambda llm: contextlib.nullcontext())
+    plain = answers(tiny_model, monkeypatch)
+    for (tokens, states), (tokens_, states_) in zip(merged, plain, strict=True):
+        assert tokens == tokens_ and torch.equal(states, states_)

@@ -44,7 +44,7 @@ from nextmm.inference.prompt import (
 )
 from nextmm.inference.signals import find_signal_spans, next_signal_token
 from nextmm.modality import MODALITIES, check_modality
-from nextmm.parts.llm import decoding_cache, decoding_compile_config, final_norm
+from nextmm.parts.llm import decoding_cache, decoding_compile_config, final_norm, token_rows_written_in
 from nextmm.parts.preprocess import audio_tensor, image_tensor, load_media, video_tensor
 
 log = logging.getLogger(__name__)
@@ -246,9 +246,15 @@ def generate_turns(model, conversations: Sequence[list[Message]], settings: Gene
     its media are those of its own turn when it calls for its media in that order too (greedy text is the
     same); with temperature > 0 the LLM samples the whole batch from one stream. A batch of one is
     ``generate_turn``. The timings of each turn are the batch's."""
-    timings: dict[str, float] = {}
     for modality in settings.outputs or ():
         check_modality(modality)
+    with token_rows_written_in(model.llm):
+        return _generate_turns(model, conversations, settings, stop)
+
+
+def _generate_turns(model, conversations: Sequence[list[Message]], settings: GenerationSettings,
+                    stop: threading.Event | None) -> list[Turn]:
+    timings: dict[str, float] = {}
     torch.manual_seed(settings.seed)
 
     # 1. encode

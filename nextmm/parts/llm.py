@@ -6,6 +6,7 @@ only new rows, and peft trains exactly those rows (``trainable_token_indices``) 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from transformers import (
     AutoTokenizer,
     BitsAndBytesConfig,
@@ -237,6 +239,23 @@ def check_decoding_options(cfg: Mapping) -> None:
     if merge and cfg.get("quantize") is not None:
         raise ConfigError(f"llm.merge_for_inference=true cannot merge LoRA into {cfg.get('quantize')} weights "
                           "without rounding them again: set llm.quantize=null or llm.merge_for_inference=false")
+
+
+@contextlib.contextmanager
+def token_rows_written_in(llm: torch.nn.Module):
+    """For the length of a turn, the trained token rows written into the embedding and output matrices once.
+
+    peft's trainable token rows otherwise rebuild the whole (V, H) matrix at every forward, twice a decoding step
+    (embedding and output layer). peft's own merge writes the same rows into the same matrix, so every forward
+    computes bit for bit what it did; they are taken out again at the end, so training never sees them merged."""
+    layers = [module for module in llm.modules() if isinstance(module, TrainableTokensLayer) and not module.merged]
+    for layer in layers:
+        layer.merge()
+    try:
+        yield
+    finally:
+        for layer in reversed(layers):
+            layer.unmerge()
 
 
 def merged_for_inference(llm: PeftModel) -> LlamaForCausalLM:
