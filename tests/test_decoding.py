@@ -214,3 +214,24 @@ def test_token_rows_are_written_in_for_the_turn_only_and_change_no_bit(tiny_mode
     plain = answers(tiny_model, monkeypatch)
     for (tokens, states), (tokens_, states_) in zip(merged, plain, strict=True):
         assert tokens == tokens_ and torch.equal(states, states_)
+
+
+def test_suppressed_tokens_are_never_answered_and_masked_as_transformers_masks_them(monkeypatch):
+    """generation_config.suppress_tokens through a mask built once per LLM (transformers rebuilds it every step):
+    the same scores as transformers' own processor, and a suppressed token never appears in an answer."""
+    from transformers.generation.logits_process import SuppressTokensLogitsProcessor
+
+    from nextmm.inference.conversation import SuppressedTokens
+
+    model = tiny()
+    plain = answers(model, monkeypatch)
+    first = plain[0][0][0]  # the first token of the first answer
+    model.llm.generation_config.suppress_tokens = [first, 5, 7]
+    suppressed = answers(model, monkeypatch)
+    assert all(first not in tokens and 5 not in tokens and 7 not in tokens for tokens, _ in suppressed)
+    assert suppressed[0][0] != plain[0][0]
+    scores = torch.randn(3, model.llm.get_output_embeddings().weight.shape[0])
+    ids = torch.zeros(3, 4, dtype=torch.long)
+    ours = SuppressedTokens.for_llm(model.llm)(ids, scores.clone())
+    assert torch.equal(ours, SuppressTokensLogitsProcessor([first, 5, 7])(ids, scores.clone()))
+    assert SuppressedTokens.for_llm(tiny().llm) is None  # an LLM that suppresses nothing gets no processor

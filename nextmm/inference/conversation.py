@@ -182,6 +182,34 @@ class LastLayerStates:
         self.steps.append(output[:, -1].clone())  # (B, T, H) -> (B, H)
 
 
+class SuppressedTokens(LogitsProcessor):
+    """The LLM's ``generation_config.suppress_tokens`` (a toy LLM's tokens outside its training text) never
+    sampled: their scores set to -inf through a mask built once per LLM. transformers' own processor does the same
+    with a mask rebuilt at every step from the id list, which for toyworld's ~31,000 ids is a large share of a step.
+    ``for_llm`` gives None when the LLM suppresses nothing (Vicuna)."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask = mask  # (V,) bool
+
+    @classmethod
+    def for_llm(cls, llm: torch.nn.Module) -> SuppressedTokens | None:
+        ids = llm.generation_config.suppress_tokens
+        if not ids:
+            return None
+        cached = getattr(llm, "_nextmm_suppressed", None)
+        if cached is None or cached[0] != tuple(ids):
+            mask = torch.zeros(llm.get_output_embeddings().weight.shape[0], dtype=torch.bool)
+            mask[torch.as_tensor(list(ids))] = True
+            cached = (tuple(ids), mask)
+            llm._nextmm_suppressed = cached
+        return cls(cached[1])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.mask.device != scores.device:
+            self.mask = self.mask.to(scores.device)
+        return torch.where(self.mask[: scores.shape[-1]], -float("inf"), scores)
+
+
 class _Progress(LogitsProcessor):
     """Advances a tqdm bar once per generated token (called once per decoding step)."""
 
@@ -272,6 +300,7 @@ def _generate_turns(model, conversations: Sequence[list[Message]], settings: Gen
     cache = decoding_cache(model.llm, model.config.llm, len(conversations),
                            inputs_embeds.shape[1] + max_new_tokens + longest_run + 1)
     compile_config = decoding_compile_config(model.config.llm, model.device)
+    suppressed = SuppressedTokens.for_llm(model.llm)
     with (tqdm(total=max_new_tokens, desc="thinking", unit="tok", disable=not settings.progress, leave=False) as bar,
           LastLayerStates(model.llm) as states):
         out = model.llm.generate(
@@ -281,7 +310,9 @@ def _generate_turns(model, conversations: Sequence[list[Message]], settings: Gen
             do_sample=settings.temperature > 0,
             temperature=settings.temperature if settings.temperature > 0 else None,
             top_p=settings.top_p if settings.temperature > 0 else None,
-            logits_processor=LogitsProcessorList([SignalCompletion(model.signal_ids), _Progress(bar)]),
+            logits_processor=LogitsProcessorList([*filter(None, [suppressed]), SignalCompletion(model.signal_ids),
+                                                  _Progress(bar)]),
+            suppress_tokens=None,  # done by ``suppressed`` with a mask built once
             stopping_criteria=StoppingCriteriaList([_turn_end(model.tokenizer),
                                                     *([_StopWhenSet(stop)] if stop is not None else [])]),
             pad_token_id=model.tokenizer.pad_token_id,
