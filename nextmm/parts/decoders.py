@@ -46,6 +46,7 @@ from nextmm.config import resolve_path
 from nextmm.errors import ConfigError, Stopped
 from nextmm.modality import MODALITIES, check_modality
 from nextmm.parts.tokenizers import build_tokenizer
+from nextmm.parts.vocoder import GriffinLimVocoder  # imported, a folder's model_index.json may name it (diffusers)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ PIPELINES = {"image": "StableDiffusionPipeline", "audio": "AudioLDMPipeline", "v
 PIPELINE_EXTRA_ARGS = {
     "image": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
 }
+# Components of nextmm's own that a decoder config may name beside diffusers' and transformers' classes.
+OWN_COMPONENTS = {"GriffinLimVocoder": GriffinLimVocoder}
 PLACEMENTS = ("resident", "offload", "sequential")
 AUDIOLDM_SAMPLE_RATE = 16000
 DEFAULT_FPS = 8
@@ -83,17 +86,18 @@ def plain(cfg: Any) -> Any:
 
 
 def build_component(name: str, spec: Mapping, *, empty: bool = False) -> Any:
-    """One pipeline component from `{class, seed, config}` (models), `{class, config}` (schedulers) or
-    `{class, offline, model_max_length}` (tokenizers). Models are randomly initialised from `seed` without
+    """One pipeline component from `{class, seed, config}` (models), `{class, config}` (schedulers and other parts
+    without weights, such as GriffinLimVocoder) or `{class, offline, model_max_length}` (tokenizers). Models are randomly initialised from `seed` without
     touching the global RNG, or with `empty` put on the meta device (no memory, no init)."""
     class_name = spec["class"]
     if "offline" in spec:
         return build_tokenizer(spec)
-    cls = getattr(diffusers, class_name, None) or getattr(transformers, class_name, None)
+    cls = getattr(diffusers, class_name, None) or getattr(transformers, class_name, None) or OWN_COMPONENTS.get(class_name)
     if cls is None:
-        raise ConfigError(f"decoder component {name}: unknown class {class_name!r} (not in diffusers or transformers)")
+        raise ConfigError(f"decoder component {name}: unknown class {class_name!r} (not in diffusers, transformers "
+                          f"or nextmm's {', '.join(OWN_COMPONENTS)})")
     config = plain(spec["config"])
-    if issubclass(cls, SchedulerMixin):
+    if issubclass(cls, (SchedulerMixin, GriffinLimVocoder)):
         return cls.from_config(config)
     if not issubclass(cls, (ModelMixin, transformers.PreTrainedModel)):
         raise ConfigError(f"decoder component {name}: {class_name} is neither a model, a scheduler nor a tokenizer")

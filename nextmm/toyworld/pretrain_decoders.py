@@ -9,7 +9,8 @@ For each modality of `modalities`, the pipeline's components are built as the de
     vae      AutoencoderKL on the media in the layout nextmm.data.decoder_media gives (images, video frames,
              AudioLDM's log-mel spectrograms (1, frames, mel bins)): L1 reconstruction + a small KL, on random
              crops; then vae.config.scaling_factor = 1 / std of the latents, as Stable Diffusion's
-    vocoder  audio only: SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
+    vocoder  audio with a trained vocoder (decoders=toyworld_hifigan; toyworld's own, GriffinLimVocoder, has no
+             weights and skips it): SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
              real audio + a multi-resolution STFT loss + log band energies; with vocoder.adversarial.weight > 0
              also HiFi-GAN's adversarial and feature-matching terms from its multi-period and multi-scale
              discriminators (nextmm.toyworld.discriminators)
@@ -25,8 +26,9 @@ Each pipeline is written with save_pretrained to <output_dir>/<modality>/ (decod
 Each modality draws from random streams of its own (derived from `seed` and the modality), so `modalities=[image]`
 retrains the image decoder exactly as a full run would, and the other decoders do not change with its recipe.
 A decoder config with `path` set starts from that folder instead of random weights, and `phases` (default: all
-four) names the parts trained: `phases=[vocoder] decoders.audio.path=<folder>` gives that decoder a new vocoder
-and keeps its VAE, CLAP and UNet to the byte. The quality check renders
+four) names the parts trained; a decoder without such a part (an image decoder's vocoder, Griffin-Lim's weights)
+skips it. `phases=[vocoder] decoders=toyworld_hifigan decoders.audio.path=<folder>` gives that decoder a new
+vocoder and keeps its VAE, CLAP and UNet to the byte. The quality check renders
 every concept's canonical caption through nextmm.parts.decoders.Decoders from the written folder, with the config's
 num_inference_steps and guidance_scale, and classifies the media by the nearest centroid of the real training
 media's features (nextmm/toyworld/features.py). metrics.json holds, per modality, that accuracy (overall and per
@@ -69,7 +71,7 @@ from nextmm.data.decoder_media import (
 )
 from nextmm.errors import ConfigError
 from nextmm.modality import MODALITIES
-from nextmm.parts.decoders import Decoders, build_pipeline, plain
+from nextmm.parts.decoders import Decoders, build_component, build_pipeline, plain
 from nextmm.toyworld.discriminators import (
     WaveDiscriminators,
     discriminator_loss,
@@ -378,7 +380,13 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     in this invocation) and the real media as the pipeline renders them (uint8 (H, W, 3) or (F, H, W, 3), or
     waveforms (n,))."""
     device = accelerator.device
-    pipe = build_pipeline(modality, cfg.decoders[modality]).to(device)
+    pipe = build_pipeline(modality, cfg.decoders[modality])
+    named = (cfg.decoders[modality].get("components") or {}).get("vocoder")
+    if "vocoder" in cfg.phases and named and type(pipe.vocoder).__name__ != named["class"]:
+        # a folder's vocoder of another kind than the config's (Griffin-Lim, toyworld_hifigan): the config's, new
+        log.info("%s vocoder: a new %s in place of the folder's %s", modality, named["class"], type(pipe.vocoder).__name__)
+        pipe.register_modules(vocoder=build_component("vocoder", named))
+    pipe = pipe.to(device)
     decoders = Decoders({modality: cfg.decoders[modality]}, device=device)
     decoders.use(modality, pipe)
     spec = decoder_media_spec(decoders, modality)
@@ -420,7 +428,9 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     report["scaling_factor"] = pipe.vae.config.scaling_factor
 
     # 3. the vocoder (audio): the log-mels the VAE learned back to the waveforms they came from
-    if modality == "audio" and "vocoder" in phases:
+    if modality == "audio" and "vocoder" in phases and not any(True for _ in pipe.vocoder.parameters()):
+        log.info("audio vocoder: %s has no weights to train", type(pipe.vocoder).__name__)
+    elif modality == "audio" and "vocoder" in phases:
         start, phase, vocoder = time.perf_counter(), phase_cfg(cfg, "vocoder", modality), pipe.vocoder
         log_mel, mels = LogMel(spec).to(device), media[:, 0]  # (N, T, M)
         if vocoder.config.normalize_before:  # SpeechT5HifiGan standardises its input by these buffers
