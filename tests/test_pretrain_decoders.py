@@ -129,7 +129,8 @@ def test_a_killed_vocoder_phase_resumes_with_its_discriminators(run, world, tmp_
     """The discriminators and their optimizer travel in the vocoder phase's checkpoints."""
     _, _, first = run
     argv = [f"data_root={world}", "modalities=[audio]", "phases=[vocoder]", f"decoders.audio.path={first / 'audio'}",
-            "decoders=toyworld_hifigan", "vocoder.adversarial.weight=0.05", "checkpoint.every=1", *FEW_STEPS, "vocoder.steps=3"]
+            "decoders=toyworld_hifigan", "vocoder.adversarial.weight=0.05", "checkpoint.every=1", *FEW_STEPS,
+            "vocoder.steps=3"]
     straight = pretrain_decoders.train(compose_config("stage/pretrain_decoders", [*argv, f"output_dir={tmp_path / 'a'}"]))
     kill.after(3)  # the checkpoint of step 2 holds the discriminators after 2 updates
     with pytest.raises(kill.error, match="step 3 of audio vocoder"):

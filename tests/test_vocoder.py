@@ -71,8 +71,8 @@ def test_the_pipeline_saves_and_loads_it_by_name(tmp_path):
     assert isinstance(loaded.vocoder, GriffinLimVocoder) and loaded.vocoder.config.upsample_rates == [8, 5, 4]
     decoders = Decoders({"audio": {**{k: v for k, v in OmegaConf.to_container(cfg).items() if k != "components"},
                                    "path": str(tmp_path / "audio")}})
-    [sound] = decoders.render("audio", decoders.encode_text("audio", ["rain"]), num_inference_steps=2, guidance_scale=1.0,
-                              generator=torch.Generator().manual_seed(0), progress=False)
+    [sound] = decoders.render("audio", decoders.encode_text("audio", ["rain"]), num_inference_steps=2,
+                              guidance_scale=1.0, generator=torch.Generator().manual_seed(0), progress=False)
     assert sound.shape == (RATE * cfg.audio_seconds,) and np.isfinite(sound).all() and np.abs(sound).max() > 0
 
 

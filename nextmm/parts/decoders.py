@@ -88,12 +88,14 @@ def plain(cfg: Any) -> Any:
 
 def build_component(name: str, spec: Mapping, *, empty: bool = False) -> Any:
     """One pipeline component from `{class, seed, config}` (models), `{class, config}` (schedulers and other parts
-    without weights, such as GriffinLimVocoder) or `{class, offline, model_max_length}` (tokenizers). Models are randomly initialised from `seed` without
-    touching the global RNG, or with `empty` put on the meta device (no memory, no init)."""
+    without weights, such as GriffinLimVocoder) or `{class, offline, model_max_length}` (tokenizers). Models are
+    randomly initialised from `seed` without touching the global RNG, or with `empty` put on the meta device (no
+    memory, no init)."""
     class_name = spec["class"]
     if "offline" in spec:
         return build_tokenizer(spec)
-    cls = getattr(diffusers, class_name, None) or getattr(transformers, class_name, None) or OWN_COMPONENTS.get(class_name)
+    cls = (getattr(diffusers, class_name, None) or getattr(transformers, class_name, None)
+           or OWN_COMPONENTS.get(class_name))
     if cls is None:
         raise ConfigError(f"decoder component {name}: unknown class {class_name!r} (not in diffusers, transformers "
                           f"or nextmm's {', '.join(OWN_COMPONENTS)})")

@@ -10,10 +10,10 @@ For each modality of `modalities`, the pipeline's components are built as the de
              AudioLDM's log-mel spectrograms (1, frames, mel bins)): L1 reconstruction + a small KL, on random
              crops; then vae.config.scaling_factor = 1 / std of the latents, as Stable Diffusion's
     vocoder  audio with a trained vocoder (decoders=toyworld_hifigan; toyworld's own, GriffinLimVocoder, has no
-             weights and skips it): SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output and of the
-             real audio + a multi-resolution STFT loss + log band energies; with vocoder.adversarial.weight > 0
-             also HiFi-GAN's adversarial and feature-matching terms from its multi-period and multi-scale
-             discriminators (nextmm.toyworld.discriminators)
+             weights and skips it): SpeechT5HifiGan, log-mel -> waveform: L1 between the log-mels of its output
+             and of the real audio + a multi-resolution STFT loss + log band energies; with
+             vocoder.adversarial.weight > 0 also HiFi-GAN's adversarial and feature-matching terms from its
+             multi-period and multi-scale discriminators (nextmm.toyworld.discriminators)
     clap     audio only: the CLAP text encoder, contrastively (InfoNCE) against a small log-mel encoder that is
              thrown away afterwards, as AudioLDM conditions on a pretrained CLAP. Its pooled embedding is the
              UNet's only conditioning; learned by denoising alone it stays the same for every caption
@@ -384,7 +384,8 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     named = (cfg.decoders[modality].get("components") or {}).get("vocoder")
     if "vocoder" in cfg.phases and named and type(pipe.vocoder).__name__ != named["class"]:
         # a folder's vocoder of another kind than the config's (Griffin-Lim, toyworld_hifigan): the config's, new
-        log.info("%s vocoder: a new %s in place of the folder's %s", modality, named["class"], type(pipe.vocoder).__name__)
+        log.info("%s vocoder: a new %s in place of the folder's %s", modality, named["class"],
+                 type(pipe.vocoder).__name__)
         pipe.register_modules(vocoder=build_component("vocoder", named))
     pipe = pipe.to(device)
     decoders = Decoders({modality: cfg.decoders[modality]}, device=device)
@@ -428,7 +429,7 @@ def train_modality(modality: str, cfg: DictConfig, scenes: list[dict], root: Pat
     report["scaling_factor"] = pipe.vae.config.scaling_factor
 
     # 3. the vocoder (audio): the log-mels the VAE learned back to the waveforms they came from
-    if modality == "audio" and "vocoder" in phases and not any(True for _ in pipe.vocoder.parameters()):
+    if modality == "audio" and "vocoder" in phases and next(pipe.vocoder.parameters(), None) is None:
         log.info("audio vocoder: %s has no weights to train", type(pipe.vocoder).__name__)
     elif modality == "audio" and "vocoder" in phases:
         start, phase, vocoder = time.perf_counter(), phase_cfg(cfg, "vocoder", modality), pipe.vocoder
