@@ -76,6 +76,7 @@ def wait_for_answers(page, count: int) -> list[str]:
 
 def test_people_chat_with_media_on_the_page(browser_page, server, tmp_path):
     page, (url, _) = browser_page, server
+    page.get_by_text("surf vlog").first.wait_for(state="visible")  # Gradio renders the examples after the textbox
     assert page.get_by_text("surf vlog").first.is_visible()  # the example prompts
     assert page.get_by_text("Settings").is_visible() and not page.get_by_label("seed").is_visible()  # collapsed
 
