@@ -14,7 +14,9 @@ from nextmm.data.decoder_media import DecoderMediaSpec, load_decoder_media
 from nextmm.errors import ConfigError
 from nextmm.parts.decoders import Decoders, build_component, build_pipeline
 from nextmm.parts.vocoder import GriffinLimVocoder
-from nextmm.toyworld.features import band_share
+from nextmm.toyworld.build import derive_seed
+from nextmm.toyworld.features import PlaceJudge, band_share
+from nextmm.toyworld.render import render_audio, sample_scene
 
 RATE, HOP, BINS, FRAMES = 16000, 256, 64, 64
 SPEC = DecoderMediaSpec("audio", sample_rate=RATE, frames=FRAMES, mel_bins=BINS, hop_length=HOP)
@@ -85,3 +87,17 @@ def test_a_decoder_config_builds_it_like_a_scheduler():
     assert isinstance(build_pipeline("audio", toyworld).vocoder, GriffinLimVocoder)
     with pytest.raises(ConfigError, match="unknown class 'GriffinLim'"):
         build_component("vocoder", {"class": "GriffinLim", "config": {}})
+
+
+@pytest.mark.parametrize("place", ["rain", "forest"])
+def test_the_judge_places_the_worlds_sounds_after_a_log_mel_and_back(place, tmp_path):
+    """A sound through the decoders' log-mel and Griffin-Lim is the same place's sound, but its bands 100 dB under
+    the loudest come back some 30 dB louder. The judge of generated media (nextmm.toyworld.features.PlaceJudge)
+    places it by what is audible: judged by those levels too, it took rain for the mountain (6 in 20 sounds)."""
+    judge = PlaceJudge()
+    vocoder = GriffinLimVocoder(model_in_dim=BINS, sampling_rate=RATE, upsample_rates=(8, 8, 4))
+    placed = []
+    for seed in range(8, 17):
+        sound = render_audio(sample_scene(place, derive_seed(seed, "judge-check", place)))
+        placed.append(judge("audio", vocoder(log_mel_of(sound, tmp_path))[0].numpy()))
+    assert placed == [place] * len(placed)
