@@ -14,10 +14,15 @@ where a place's sound is lost:
                and guidance as the decoder config says
     vlog       (with --model) the whole model answering "<place> vlog": LLM, output projector, decoder
 
-and how much a place's sounds differ from seed to seed, against how much the world's own sounds of it differ
-(tempo, pitch, rhythm): the mean L1 distance between the log-mels of two samples, over every pair of seeds, for
-the world's sounds and for the decoder's (`caption`); a ratio near 1 is a decoder that varies as the world does,
-near 0 one sound per caption.
+the share of each step's sounds the world's own features place at their place (nextmm.toyworld.features.PlaceJudge,
+what `nextmm eval` reports as world/audio), and how much a place's sounds differ from seed to seed, against how
+much the world's own sounds of it differ (tempo, pitch, rhythm), two ways:
+
+    log-mel    the mean L1 distance between the log-mels of two samples, over every pair of seeds
+    centroid   the standard deviation over seeds of the spectral centroid, in octaves (pitch and brightness)
+
+each for the world's sounds, their VAE round trips (`vae`: what any UNet on this VAE can give at most) and the
+decoder's (`caption`); a ratio near 1 is a decoder that varies as the world does, near 0 one sound per caption.
 
 It prints Markdown tables for docs/toyworld.md (the mean over seeds, seeds apart) and, with --json, the figures.
 """
@@ -39,15 +44,17 @@ from nextmm.parts.decoders import Decoders
 from nextmm.toyworld import canonical_caption
 from nextmm.toyworld.build import derive_seed
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS
-from nextmm.toyworld.features import band_share
+from nextmm.toyworld.features import PlaceJudge, band_share
 from nextmm.toyworld.render import render_audio, sample_scene
 
 STEPS = ("world", "vocoder", "vae", "caption")
+SPREAD_STEPS = ("world", "vae", "caption")  # the sounds whose seed-to-seed spread is measured
 
 
 @torch.no_grad()
-def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict]:
-    """({place: {step: [share per seed]}}, {place: {"world" | "caption": log-mel spread over seeds}})."""
+def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict, dict]:
+    """({place: {step: [share per seed]}}, {place: {step: [placed right per seed]}},
+    {place: {"log-mel" | "centroid": {spread step: spread over seeds}}})."""
     settings = load_model_config("toyworld").decoders.audio  # the shipped decoder's render settings
     decoders = Decoders({"audio": {**{k: v for k, v in settings.items() if k != "components"}, "path": decoder}})
     pipe, spec = decoders.pipeline("audio"), decoder_media_spec(decoders, "audio")
@@ -57,12 +64,16 @@ def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict]:
         from nextmm.model import NextMM
 
         chat = NextMM.from_config(model)
+    judge = PlaceJudge()
     shares: dict[str, dict[str, list[float]]] = {}
-    mels: dict[str, dict[str, list[torch.Tensor]]] = {c: {"world": [], "caption": []} for c in CONCEPT_NAMES}
+    placed: dict[str, dict[str, list[bool]]] = {}
+    mels: dict[str, dict[str, list[torch.Tensor]]] = {c: {k: [] for k in SPREAD_STEPS} for c in CONCEPT_NAMES}
+    centroids: dict[str, dict[str, list[float]]] = {c: {k: [] for k in SPREAD_STEPS} for c in CONCEPT_NAMES}
     with tempfile.TemporaryDirectory() as scratch:
         for concept in CONCEPT_NAMES:
             band = CONCEPTS[concept].sound.band
             row = shares[concept] = {step: [] for step in (*STEPS, *(["vlog"] if chat else []))}
+            right = placed[concept] = {step: [] for step in row}
             for seed in range(seeds):
                 world = render_audio(sample_scene(concept, derive_seed(seed, "bench-sounds", concept)))
                 path = Path(scratch) / f"{concept}_{seed}.wav"
@@ -73,19 +84,31 @@ def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict]:
                                            num_inference_steps=settings.num_inference_steps,
                                            guidance_scale=settings.guidance_scale,
                                            generator=torch.Generator().manual_seed(seed), progress=False)[0]
-                caption_path = Path(scratch) / f"{concept}_{seed}_caption.wav"
-                soundfile.write(caption_path, rendered, rate)
-                mels[concept]["world"].append(mel[0, 0])
-                mels[concept]["caption"].append(load_decoder_media(spec, caption_path)[0])
-                row["world"].append(band_share(world, band, rate))
-                row["vocoder"].append(band_share(pipe.vocoder(mel[:, 0]).squeeze().numpy(), band, rate))
-                row["vae"].append(band_share(pipe.vocoder(pipe.vae.decode(latents).sample[:, 0]).squeeze().numpy(),
-                                             band, rate))
-                row["caption"].append(band_share(rendered, band, rate))
+                sounds = {"world": world, "vocoder": pipe.vocoder(mel[:, 0]).squeeze().numpy(),
+                          "vae": pipe.vocoder(pipe.vae.decode(latents).sample[:, 0]).squeeze().numpy(),
+                          "caption": rendered}
                 if chat:
-                    turn = chat.chat(f"{concept} vlog", seed=seed, progress=False)  # no sound at all counts 0
-                    row["vlog"].append(band_share(turn.audios[0], band, turn.sample_rate) if turn.audios else 0.0)
-    return shares, {concept: {kind: spread(found) for kind, found in kinds.items()} for concept, kinds in mels.items()}
+                    turn = chat.chat(f"{concept} vlog", seed=seed, progress=False)
+                    sounds["vlog"] = turn.audios[0] if turn.audios else None  # no sound at all counts 0, misplaced
+                for step, sound in sounds.items():
+                    row[step].append(band_share(sound, band, rate) if sound is not None else 0.0)
+                    right[step].append(sound is not None and judge("audio", sound) == concept)
+                for step in SPREAD_STEPS:
+                    step_path = Path(scratch) / f"{concept}_{seed}_{step}.wav"
+                    soundfile.write(step_path, sounds[step], rate)
+                    mels[concept][step].append(load_decoder_media(spec, step_path)[0])
+                    centroids[concept][step].append(spectral_centroid(sounds[step], rate))
+    spreads = {concept: {"log-mel": {step: spread(found) for step, found in mels[concept].items()},
+                         "centroid": {step: float(np.std(found)) for step, found in centroids[concept].items()}}
+               for concept in CONCEPT_NAMES}
+    return shares, placed, spreads
+
+
+def spectral_centroid(sound: np.ndarray, rate: int) -> float:
+    """The power-weighted mean frequency of a sound, in octaves above 1 Hz."""
+    power = np.abs(np.fft.rfft(np.asarray(sound, dtype=np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(sound), 1 / rate)
+    return float(np.log2((freqs * power).sum() / max(power.sum(), 1e-20)))
 
 
 def spread(mels: list[torch.Tensor]) -> float:
@@ -94,12 +117,36 @@ def spread(mels: list[torch.Tensor]) -> float:
     return float(torch.stack(pairs).mean()) if pairs else float("nan")
 
 
-def spread_table(spreads: dict[str, dict[str, float]]) -> str:
-    lines = ["| place | world's sounds | decoder's | ratio |", "|---|---|---|---|"]
+def spread_table(spreads: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Per place and measure: the world's, the VAE round trips' and the decoder's spread, and the decoder's against
+    the world's and the VAE's."""
+    head, rule = "| place |", "|---|"
+    for measure in ("log-mel", "centroid"):
+        head += f" {measure}: world | VAE | decoder | decoder / world | decoder / VAE |"
+        rule += "---|" * 5
+    lines = [head, rule]
+    ratios: dict[str, list[float]] = {}
     for concept, row in spreads.items():
-        lines.append(f"| {concept} | {row['world']:.2f} | {row['caption']:.2f} | {row['caption'] / row['world']:.2f} |")
-    ratios = [row["caption"] / row["world"] for row in spreads.values()]
-    lines.append(f"| all (median) | | | {np.median(ratios):.2f} |")
+        cells = []
+        for measure, found in row.items():
+            world, vae, decoder = found["world"], found["vae"], found["caption"]
+            ratios.setdefault(f"{measure} world", []).append(decoder / world)
+            ratios.setdefault(f"{measure} vae", []).append(decoder / vae)
+            cells += [f"{world:.2f}", f"{vae:.2f}", f"{decoder:.2f}", f"{decoder / world:.2f}", f"{decoder / vae:.2f}"]
+        lines.append(f"| {concept} | " + " | ".join(cells) + " |")
+    median = [f"{np.median(ratios[f'{m} {k}']):.2f}" for m in ("log-mel", "centroid") for k in ("world", "vae")]
+    lines.append(f"| all (median) | | | | {median[0]} | {median[1]} | | | | {median[2]} | {median[3]} |")
+    return "\n".join(lines)
+
+
+def placed_table(placed: dict[str, dict[str, list[bool]]]) -> str:
+    """The share of each step's sounds that the world's features place at their place, per place and in all."""
+    steps = list(next(iter(placed.values())))
+    lines = ["| place | " + " | ".join(steps) + " |", "|---|" + "---|" * len(steps)]
+    for concept, row in placed.items():
+        lines.append(f"| {concept} | " + " | ".join(f"{np.mean(row[s]):.2f}" for s in steps) + " |")
+    lines.append("| all | " + " | ".join(f"{np.mean([x for row in placed.values() for x in row[s]]):.2f}"
+                                      for s in steps) + " |")
     return "\n".join(lines)
 
 
@@ -124,12 +171,15 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    shares, spreads = measure(args.decoder, args.seeds, args.model)
+    shares, placed, spreads = measure(args.decoder, args.seeds, args.model)
     print(table(shares))
+    print()
+    print(placed_table(placed))
     print()
     print(spread_table(spreads))
     if args.json:
-        Path(args.json).write_text(json.dumps({"shares": shares, "spreads": spreads}, indent=1) + "\n", encoding="utf-8")
+        figures = {"shares": shares, "placed": placed, "spreads": spreads}
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
