@@ -44,7 +44,7 @@ from nextmm.parts.decoders import Decoders
 from nextmm.toyworld import canonical_caption
 from nextmm.toyworld.build import derive_seed
 from nextmm.toyworld.concepts import CONCEPT_NAMES, CONCEPTS
-from nextmm.toyworld.features import PlaceJudge, band_share
+from nextmm.toyworld.features import PlaceJudge, band_share, spectral_centroid
 from nextmm.toyworld.render import render_audio, sample_scene
 
 STEPS = ("world", "vocoder", "vae", "caption")
@@ -102,13 +102,6 @@ def measure(decoder: str, seeds: int, model: str | None) -> tuple[dict, dict, di
                          "centroid": {step: float(np.std(found)) for step, found in centroids[concept].items()}}
                for concept in CONCEPT_NAMES}
     return shares, placed, spreads
-
-
-def spectral_centroid(sound: np.ndarray, rate: int) -> float:
-    """The power-weighted mean frequency of a sound, in octaves above 1 Hz."""
-    power = np.abs(np.fft.rfft(np.asarray(sound, dtype=np.float64))) ** 2
-    freqs = np.fft.rfftfreq(len(sound), 1 / rate)
-    return float(np.log2((freqs * power).sum() / max(power.sum(), 1e-20)))
 
 
 def spread(mels: list[torch.Tensor]) -> float:

@@ -24,6 +24,7 @@ from nextmm.toyworld.features import (
     audio_features,
     band_share,
     image_features,
+    spectral_centroid,
     video_features,
 )
 from nextmm.toyworld.word_vectors import word_vectors
@@ -108,12 +109,6 @@ def test_the_audio_decoder_gives_a_place_its_band(toyworld, place):
     assert band_share(np.asarray(sound), CONCEPTS[place].sound.band, 16000) >= 0.7
 
 
-def _spectral_centroid(sound) -> float:
-    """In octaves above 1 Hz."""
-    power = np.abs(np.fft.rfft(np.asarray(sound, dtype=np.float64))) ** 2
-    return float(np.log2((np.fft.rfftfreq(len(sound), 1 / 16000) * power).sum() / power.sum()))
-
-
 def test_the_audio_decoders_sounds_of_a_place_vary_with_the_seed_and_repeat_with_it(toyworld):
     """The stochastic DPM-Solver++ draws fresh noise at each step from the render's generator. Over seeds 0-7 of
     the four places whose sounds varied least, the spectral centroids spread 0.096 octaves on average (the
@@ -126,7 +121,7 @@ def test_the_audio_decoders_sounds_of_a_place_vary_with_the_seed_and_repeat_with
                                num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
                                generator=[torch.Generator().manual_seed(s) for s in seeds], progress=False)
 
-    spreads = [np.std([_spectral_centroid(s) for s in render(place, range(8))])
+    spreads = [np.std([spectral_centroid(s) for s in render(place, range(8))])
                for place in ("beach", "city", "desert", "sunset")]
     assert np.mean(spreads) >= 0.075, spreads
     first, again = render("sunset", [3])[0], render("sunset", [3])[0]

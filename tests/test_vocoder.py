@@ -91,8 +91,8 @@ def test_a_decoder_config_builds_it_like_a_scheduler():
 
 @pytest.mark.parametrize("place", ["rain", "forest"])
 def test_the_judge_places_the_worlds_sounds_after_a_log_mel_and_back(place, tmp_path):
-    """A sound through the decoders' log-mel and Griffin-Lim is the same place's sound, but its bands 100 dB under
-    the loudest come back some 30 dB louder. The judge of generated media (nextmm.toyworld.features.PlaceJudge)
+    """A sound through the decoders' log-mel and Griffin-Lim is the same place's sound, but its bands some 100 dB
+    under the loudest come back 20-40 dB louder. The judge of generated media (nextmm.toyworld.features.PlaceJudge)
     places it by what is audible: judged by those levels too, it took rain for the mountain (6 in 20 sounds)."""
     judge = PlaceJudge()
     vocoder = GriffinLimVocoder(model_in_dim=BINS, sampling_rate=RATE, upsample_rates=(8, 8, 4))

@@ -59,6 +59,13 @@ def band_share(audio: np.ndarray, band: tuple[float, float], sample_rate: int = 
     return float(power[(freqs >= band[0]) & (freqs <= band[1])].sum() / max(power.sum(), 1e-20))
 
 
+def spectral_centroid(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """A waveform's power-weighted mean frequency, in octaves above 1 Hz (its pitch and brightness in one number)."""
+    power = np.abs(np.fft.rfft(np.asarray(audio, dtype=np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / sample_rate)
+    return float(np.log2((freqs * power).sum() / max(power.sum(), 1e-20)))
+
+
 class NearestCentroid:
     """Features standardised by the fitting set's mean and std; the label of the nearest class mean."""
 
